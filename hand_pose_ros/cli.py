@@ -1,0 +1,48 @@
+"""The one ``hand-pose`` command.
+
+Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so ``--help``
+stays fast and needs neither torch nor rclpy.
+"""
+
+import argparse
+import importlib
+import sys
+
+# name -> (module that implements it, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("hand_pose_ros.info", "show versions, the ROS middleware and the message types"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hand-pose",
+        description="Real-time 3D hand pose, hand mesh and robot-hand retargeting for ROS 2.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse the subcommand first, then let its module add its own arguments and parse again.
+    known, _ = parser.parse_known_args(argv)
+    if known.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(known._module)
+    sub = argparse.ArgumentParser(
+        prog=f"hand-pose {known.command}", description=SUBCOMMANDS[known.command][1]
+    )
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[argv.index(known.command) + 1 :])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
