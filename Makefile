@@ -59,7 +59,7 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-tf2 $(PACKAGE_FILES)
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check hand_pose_ros test scripts launch
+	$(VENV)/bin/ruff check .
 
 test: setup lint
 	cd $(CURDIR) && $(PY) -m pytest test

@@ -19,7 +19,9 @@ SPECS = [
 
 def declare_with(overrides: list[Parameter]):
     with ros_context() as context:
-        node = rclpy.create_node("params_under_test", context=context, parameter_overrides=overrides)
+        node = rclpy.create_node(
+            "params_under_test", context=context, parameter_overrides=overrides
+        )
         try:
             return declare_parameters(node, SPECS), node.describe_parameters(["min_score"])[0]
         finally:
@@ -28,7 +30,9 @@ def declare_with(overrides: list[Parameter]):
 
 def test_defaults_are_declared_with_description_and_range():
     values, descriptor = declare_with([])
-    assert values == {"max_hands": 2, "min_score": 0.5, "backend": "onnxruntime", "publish_tf": True}
+    assert values == {
+        "max_hands": 2, "min_score": 0.5, "backend": "onnxruntime", "publish_tf": True
+    }
     assert descriptor.description == "detection threshold, probability"
     assert descriptor.floating_point_range[0].to_value == 1.0
 
