@@ -1,0 +1,1 @@
+"""Getting frames in and results out: image encodings, camera intrinsics, frame sources, MCAP."""
