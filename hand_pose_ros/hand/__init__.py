@@ -1,4 +1,11 @@
-"""Hand conventions and the hand model: joint order, skeleton, (later) mesh model and fitting."""
+"""Hand conventions and the hand model.
+
+joints (canonical order), frames (wrist frame); the open hand model: skeleton (bones, limits,
+shape), mesh (template surface, skinning weights, part labels), model (HandModel interface,
+OpenHandModel forward kinematics + skinning, numpy or torch), fit (joints -> parameters -> mesh),
+poses (gesture presets, random valid poses); mano (a user-supplied MANO file, same interface).
+The model modules import torch, so they are imported from their modules, not from here.
+"""
 
 from hand_pose_ros.hand.joints import (
     BONES,
