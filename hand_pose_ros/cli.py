@@ -12,6 +12,33 @@ import sys
 # name -> (module that implements it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("hand_pose_ros.info", "show versions, the ROS middleware and the message types"),
+    "run": ("hand_pose_ros.run", "start the nodes configured in a YAML file, as launch would"),
+    "demo": ("hand_pose_ros.demo", "run the full graph on the bundled input; write out/"),
+    "hand-model": (
+        "hand_pose_ros.hand.export_mesh",
+        "write the open hand model's mesh (template or a gesture) as .obj/.ply for inspection",
+    ),
+    "hand-bench": (
+        "hand_pose_ros.hand.bench",
+        "measure the hand model's fit (error, time per hand) and forward kinematics speed",
+    ),
+    "fetch-robots": (
+        "hand_pose_ros.retarget.fetch",
+        "fetch robot hand descriptions that cannot be bundled (Inspire, Ability) into the cache",
+    ),
+    "retarget-bench": (
+        "hand_pose_ros.retarget.bench",
+        "time and score our retargeting against dex-retargeting on the same keypoints",
+    ),
+    "fetch-weights": ("hand_pose_ros.models.weights",
+                      "download and verify the MediaPipe hand model weights (run once at setup)"),
+    "bench": ("hand_pose_ros.bench", "measure per-stage and end-to-end latency of the tracker"),
+    "compare-reference": ("hand_pose_ros.compare_reference",
+                          "compare the tracker with the reference MediaPipe solution on a video"),
+    "source": ("hand_pose_ros.nodes.source_node",
+               "publish a video, image folder, recording or camera as image_raw + camera_info"),
+    "record": ("hand_pose_ros.nodes.recorder_node",
+               "record topics into a rosbag2 MCAP recording (ros2 bag, rosbags, Foxglove)"),
 }
 
 

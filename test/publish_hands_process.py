@@ -53,10 +53,11 @@ def build_messages():
 
 def main() -> int:
     import rclpy
-    from hand_pose_ros.msg import HandArray
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile
     from tf2_msgs.msg import TFMessage
+
+    from hand_pose_ros.msg import HandArray
 
     hand_array, tf_message = build_messages()
     rclpy.init()

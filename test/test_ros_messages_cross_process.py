@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from hand_pose_ros.msg import Hand, HandArray
 from publish_hands_process import FRAME, STAMP, build_messages
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
@@ -16,6 +15,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from ros_graph import ros_context, spin_until
 from tf2_msgs.msg import TFMessage
 
+from hand_pose_ros.msg import Hand, HandArray
 from hand_pose_ros.nodes.convert import keypoints_from_msg
 
 pytestmark = pytest.mark.ros
