@@ -62,7 +62,7 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-tf2 $(PACKAGE_FILES)
 # Both commands check sha256 and do nothing when the files are already there.
 $(HAND_POSE_ROS_CACHE)/.stamp-fetched: $(VENV)/.stamp-package hand_pose_ros/models/weights.py \
 		hand_pose_ros/retarget/fetch.py
-	$(VENV)/bin/hand-pose fetch-weights
+	$(VENV)/bin/hand-pose fetch-weights --export-onnx
 	$(VENV)/bin/hand-pose fetch-robots
 	touch $@
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hand_pose_ros.bench_e2e import add_e2e_arguments, run_e2e
+
 STAGES = ("preprocess", "detection", "landmarks", "lifting", "total")
 
 
@@ -169,9 +171,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video to take frames from (default: the project's test video "
                              "when present, else generated frames)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here too")
+    e2e = parser.add_argument_group("end to end through ROS (--e2e)")
+    e2e.add_argument("--e2e", action="store_true",
+                     help="measure image-stamp -> HandArray latency of a running hand_pose_node "
+                          "over loopback instead of the tracker in this process")
+    add_e2e_arguments(e2e)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.e2e:
+        return run_e2e(args)
     video = args.video or default_video()
     frames, source = load_frames(video, args.frames, args.width, args.height)
     modes, hardware = run_bench(args.model, args.backend, frames, args.threads, args.repeats)

@@ -22,19 +22,19 @@ import numpy as np
 from hand_pose_ros.paths import source_checkout_root
 
 
-def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
+def add_e2e_arguments(parser) -> None:
+    """The --e2e options of `hand-pose bench` (which also gives --video and --json)."""
     root = source_checkout_root() or Path.cwd()
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 60.0],
                         help="input frame rates to test, Hz (default: 30 60)")
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds of input per rate (default: 10)")
-    parser.add_argument("--video", default=str(root / "demo" / "emoji_hands.mp4"),
-                        help="frames to publish (default: the bundled demo video)")
-    parser.add_argument("--node-config", default=str(root / "config" / "hand_pose.yaml"))
+    parser.add_argument("--node-config", default=str(root / "config" / "hand_pose.yaml"),
+                        help="hand_pose_node parameters (default: config/hand_pose.yaml)")
 
 
 def load_frames(video: str, limit: int = 300) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(video)
+    capture = cv2.VideoCapture(str(video))
     frames = []
     while len(frames) < limit:
         ok, frame = capture.read()
@@ -125,9 +125,10 @@ def measure(rate_hz: float, duration_s: float, frames: list[np.ndarray]) -> dict
 def run_e2e(args: argparse.Namespace) -> int:
     import rclpy
 
-    from hand_pose_ros.demo import cpu_name
+    from hand_pose_ros.bench import cpu_model
 
-    frames = load_frames(args.video)
+    root = source_checkout_root() or Path.cwd()
+    frames = load_frames(args.video or root / "demo" / "emoji_hands.mp4")
     env = dict(os.environ)
     root = source_checkout_root()
     if root is not None:
@@ -139,7 +140,7 @@ def run_e2e(args: argparse.Namespace) -> int:
          "-r", "hands:=/bench/hands"],
         env=env,
     )
-    results = {"hardware": f"{cpu_name()}, {os.cpu_count()} logical CPUs",
+    results = {"hardware": f"{cpu_model()}, {os.cpu_count()} logical CPUs",
                "model": "from " + args.node_config, "rates": []}
     try:
         with rclpy.init():

@@ -48,26 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time 3D hand pose, hand mesh and robot-hand retargeting for ROS 2.",
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    # Parse the subcommand first, then let its module add its own arguments and parse again.
-    known, _ = parser.parse_known_args(argv)
-    if known.command is None:
-        parser.print_help()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        # No or unknown subcommand: usage, the list of subcommands, or a clear error.
+        build_parser().parse_args(argv)  # prints help or the error and exits
+        build_parser().print_help()
         return 2
-    module = importlib.import_module(known._module)
-    sub = argparse.ArgumentParser(
-        prog=f"hand-pose {known.command}", description=SUBCOMMANDS[known.command][1]
-    )
-    module.add_arguments(sub)
-    args = sub.parse_args(argv[argv.index(known.command) + 1 :])
+    name = argv[0]
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"hand-pose {name}", description=SUBCOMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
     return int(module.run(args) or 0)
 
 

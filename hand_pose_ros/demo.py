@@ -10,7 +10,7 @@
 
 import argparse
 import json
-import platform
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import yaml
 
+from hand_pose_ros.bench import cpu_model
 from hand_pose_ros.graph import Graph
 from hand_pose_ros.paths import source_checkout_root
 
@@ -31,16 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="graph to run (default: config/demo.yaml)")
     parser.add_argument("--input", help="video/folder/bag to play instead of the bundled video")
     parser.add_argument("--out", default="out", help="output folder (default: out)")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_graph_config(args: argparse.Namespace, out: Path) -> Path:
@@ -169,7 +160,7 @@ def summarise(data: dict, config: Path) -> dict:
         "input": graph["source_node"]["ros__parameters"]["source"],
         "model": pose_params.get("model"),
         "backend": pose_params.get("backend"),
-        "hardware": f"{cpu_name()}, {__import__('os').cpu_count()} logical CPUs, no GPU used",
+        "hardware": f"{cpu_model()}, {os.cpu_count()} logical CPUs, no GPU used",
         "frames_published": len(data["images"]),
         "frames_processed": len(hands),
         "frames_with_hands": sum(1 for a in hands.values() if a.hands),

@@ -167,6 +167,12 @@ def test_frames_give_hands_tf_markers_and_poses_stamped_like_the_image(node_unde
     kinds = [m.type for m in markers.markers]
     assert kinds[0] == Marker.DELETEALL or markers.markers[0].action == Marker.DELETEALL
     assert Marker.SPHERE_LIST in kinds and Marker.LINE_LIST in kinds
+    # Every hand gets a mesh (the open hand model fitted to its keypoints) and its marker.
+    assert Marker.TRIANGLE_LIST in kinds
+    vertices = np.array([[p.x, p.y, p.z] for p in hand.mesh.vertices])
+    assert len(vertices) > 500 and len(hand.mesh.triangles) > 1000
+    nearest = np.linalg.norm(keypoints[:, None] - vertices[None], axis=2).min(axis=1)
+    assert np.median(nearest) < 0.02  # joints lie inside/near the skin surface
 
 
 def test_bad_frames_are_counted_skipped_and_the_node_keeps_working(node_under_test):

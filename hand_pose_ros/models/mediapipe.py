@@ -71,8 +71,9 @@ class MediaPipePalmDetector:
 
     def __init__(self, variant: str = "full", backend: str = "onnxruntime", num_threads: int = 2):
         example = (torch.zeros(1, 3, self.input_size, self.input_size),)
+        # The detector runs now and then, right before the landmark net: no idle spinning.
         self.backend = create_backend(backend, build_palm_detector(variant), example,
-                                      num_threads=num_threads,
+                                      num_threads=num_threads, busy_wait=False,
                                       cache_key=_cache_key(f"palm_detection_{variant}.tflite"))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

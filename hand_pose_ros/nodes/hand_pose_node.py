@@ -31,9 +31,14 @@ from hand_pose_ros.msg import HandArray
 from hand_pose_ros.nodes.convert import hand_array_msg, hand_to_msg, hand_transforms
 from hand_pose_ros.nodes.markers import hand_markers, hand_pose_array
 from hand_pose_ros.nodes.parameters import ParameterSpec, declare_parameters
-from hand_pose_ros.pipeline import HandTracker, HandTrackerOptions, HandTrackingResult
+from hand_pose_ros.pipeline import (
+    CameraIntrinsics,
+    HandTracker,
+    HandTrackerOptions,
+    HandTrackingResult,
+)
 from hand_pose_ros.stats import FrameStats
-from hand_pose_ros.viz import draw_skeleton
+from hand_pose_ros.viz import draw_mesh, draw_skeleton
 
 NODE_NAME = "hand_pose_node"
 
@@ -51,6 +56,7 @@ PARAMETERS = [
                   min_value=0.0, max_value=1.0),
     ParameterSpec("detection_interval", 10, "frames between detector runs while tracking",
                   min_value=1, max_value=1000),
+    ParameterSpec("mesh", True, "fit the open hand model to every hand and publish its mesh"),
     ParameterSpec("mirrored", False, "images are mirrored (selfie view): swaps handedness"),
     ParameterSpec("smoothing", True, "One Euro filter on the 3D keypoints"),
     ParameterSpec("filter_min_cutoff", 1.0, "One Euro cutoff at rest, Hz (lower: smoother)",
@@ -94,7 +100,7 @@ class HandPoseNode(Node):
             min_tracking_confidence=p["min_tracking_confidence"],
             detection_interval=p["detection_interval"], mirrored=p["mirrored"],
             smoothing=p["smoothing"], filter_min_cutoff=p["filter_min_cutoff"],
-            filter_beta=p["filter_beta"], filter_d_cutoff=p["filter_d_cutoff"],
+            filter_beta=p["filter_beta"], filter_d_cutoff=p["filter_d_cutoff"], mesh=p["mesh"],
         ))
         self.stats = FrameStats()
         self._calibration: CameraCalibration | None = None
@@ -217,7 +223,7 @@ class HandPoseNode(Node):
             self._reject("bad_frame", str(error))
             return
         publish_start = time.perf_counter()
-        self._publish(msg, image, result)
+        self._publish(msg, image, result, calibration.intrinsics)
         timings = dict(result.timings_ms)
         timings["decode"] = 1e3 * (decoded - start)
         timings["publish"] = 1e3 * (time.perf_counter() - publish_start)
@@ -226,7 +232,8 @@ class HandPoseNode(Node):
         self.stats.count("processed")
         self.stats.count("hands", len(result.hands))
 
-    def _publish(self, msg: Image, image: np.ndarray, result: HandTrackingResult) -> None:
+    def _publish(self, msg: Image, image: np.ndarray, result: HandTrackingResult,
+                 intrinsics: CameraIntrinsics) -> None:
         hands = []
         for hand in result.hands:
             try:
@@ -236,6 +243,7 @@ class HandPoseNode(Node):
                     keypoints=hand.keypoints_camera, keypoints_image=hand.keypoints_image,
                     keypoint_confidence=hand.keypoint_confidence,
                     wrist_quaternion_xyzw=hand.wrist_quaternion_xyzw,
+                    mesh_vertices=hand.mesh_vertices, mesh_faces=hand.mesh_faces,
                 ))
             except ValueError as error:
                 self._reject("invalid_output", f"hand not published: {error}")
@@ -252,6 +260,8 @@ class HandPoseNode(Node):
         if self.p["publish_debug_image"] and self.debug_pub.get_subscription_count() > 0:
             annotated = image.copy()
             for hand in result.hands:
+                if hand.mesh_vertices is not None:
+                    draw_mesh(annotated, intrinsics.project(hand.mesh_vertices), hand.mesh_faces)
                 draw_skeleton(annotated, hand.keypoints_image, hand.side.label)
             raw = from_bgr8(annotated)
             self.debug_pub.publish(Image(header=msg.header, height=raw.height, width=raw.width,

@@ -133,6 +133,17 @@ class RecorderNode(Node):
         self.get_logger().info(f"closed {self.recorder.output}: {counts}")
 
 
+def write_pending(node: RecorderNode) -> None:
+    """Write what ``node`` received but has not handled yet: spin without waiting until a spin
+    writes nothing more (so a stop right after publishers saw their messages acknowledged
+    still records them)."""
+    while True:
+        written = sum(node.recorder.counts.values())
+        rclpy.spin_once(node, timeout_sec=0.0)
+        if sum(node.recorder.counts.values()) == written:
+            return
+
+
 def main(args: list[str] | None = None) -> int:
     """Record until SIGINT/SIGTERM/shutdown (or max_duration_s), then close the recording.
 
@@ -152,6 +163,7 @@ def main(args: list[str] | None = None) -> int:
             while rclpy.ok(context=node.context) and not node.stopped:
                 # A short wait: signal handlers run only once control is back in Python.
                 rclpy.spin_once(node, timeout_sec=0.1)
+            write_pending(node)
         except ExternalShutdownException:
             pass
         finally:

@@ -20,6 +20,7 @@ side does not flicker; tracking ids are unique per tracker and never reused.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from hand_pose_ros.hand.fit import HandFit, HandFitter
 from hand_pose_ros.hand.frames import wrist_frame
 from hand_pose_ros.hand.joints import Handedness
 from hand_pose_ros.models.base import HandEstimate
@@ -64,6 +66,8 @@ class HandTrackerOptions:
         filter_min_cutoff: 1-euro cutoff at rest, Hz (lower: smoother).
         filter_beta: 1-euro speed coefficient, s/m (higher: less lag on fast moves).
         filter_d_cutoff: 1-euro cutoff of the speed estimate, Hz.
+        mesh: give every hand a mesh by fitting the open hand model (hand/fit.py) to its
+            smoothed 3D keypoints, warm-started from the track's previous fit.
     """
 
     color_order: str
@@ -80,6 +84,7 @@ class HandTrackerOptions:
     filter_min_cutoff: float = 1.0
     filter_beta: float = 20.0
     filter_d_cutoff: float = 1.0
+    mesh: bool = True
 
     def __post_init__(self) -> None:
         if self.color_order not in COLOR_ORDERS:
@@ -115,6 +120,8 @@ class TrackedHand:
     wrist_position: np.ndarray  # (3,)
     wrist_quaternion_xyzw: np.ndarray  # (4,) orientation of hand.frames.wrist_frame
     roi: Roi  # the crop the landmarks were estimated in
+    mesh_vertices: np.ndarray | None = None  # (V, 3) metres, camera frame; faces: mesh_faces
+    mesh_faces: np.ndarray | None = None  # (F, 3) vertex indices, counter-clockwise outside
 
 
 @dataclass
@@ -138,6 +145,8 @@ class _Track:
     right_sum: float = 0.0
     frames: int = 0
     filter: OneEuroFilter | None = None
+    fit: HandFit | None = None  # last hand-model fit: warm start of the next one
+    fit_side: Handedness | None = None
 
 
 def prepare_image(image: np.ndarray, color_order: str) -> tuple[np.ndarray, bool]:
@@ -208,6 +217,8 @@ class HandTracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._frames_since_detection = 0
+        self._fitters = {side: HandFitter(side) for side in Handedness} if options.mesh else {}
+        self._mesh_ms = 0.0  # time spent fitting meshes in the current frame
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> HandTracker:
@@ -252,7 +263,7 @@ class HandTracker:
         frame, is_bgr = prepare_image(image, self.options.color_order)
         if not isinstance(intrinsics, CameraIntrinsics):
             raise ValueError(f"intrinsics must be a CameraIntrinsics, got {type(intrinsics)}")
-        if not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        if not isinstance(stamp, numbers.Real) or not math.isfinite(stamp):
             raise ValueError(f"stamp must be a finite number of seconds, got {stamp!r}")
         depth_m = self._prepare_depth(depth, frame.shape[:2])
         result = HandTrackingResult(stamp=float(stamp))
@@ -288,7 +299,10 @@ class HandTracker:
                     kept.append(track)
             self._tracks = self._without_duplicates(kept, hands)
             hands = [h for h in hands if any(t.id == h.tracking_id for t in self._tracks)]
-        timings["lifting"] = 1e3 * (time.perf_counter() - mark)
+        timings["lifting"] = 1e3 * (time.perf_counter() - mark) - self._mesh_ms
+        if self.options.mesh:
+            timings["mesh"] = self._mesh_ms
+        self._mesh_ms = 0.0
         hands.sort(key=lambda h: (int(h.side), h.tracking_id))
         result.hands = hands
         timings["total"] = 1e3 * (time.perf_counter() - start)
@@ -364,6 +378,7 @@ class HandTracker:
         except ValueError:
             return None  # degenerate palm: no trustworthy pose this frame
         track.roi = roi_from_landmarks(pixels)
+        vertices, faces = self._mesh(track, camera, side)
         return TrackedHand(
             side=side,
             handedness_score=p_right if side == Handedness.RIGHT else 1.0 - p_right,
@@ -375,7 +390,30 @@ class HandTracker:
             wrist_position=camera[0].copy(),
             wrist_quaternion_xyzw=Rotation.from_matrix(rotation).as_quat(),
             roi=used_roi,
+            mesh_vertices=vertices,
+            mesh_faces=faces,
         )
+
+    def _mesh(self, track: _Track, keypoints: np.ndarray,
+              side: Handedness) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The hand-model mesh fitted to ``keypoints`` (camera frame), or (None, None)."""
+        if not self.options.mesh:
+            return None, None
+        start = time.perf_counter()
+        fitter = self._fitters[side]
+        warm = track.fit if track.fit is not None and track.fit_side == side else None
+        try:
+            track.fit = fitter.fit(keypoints, init=warm)
+            track.fit_side = side
+            vertices = fitter.vertices(track.fit)
+        except ValueError:
+            track.fit = None
+            return None, None
+        finally:
+            self._mesh_ms += 1e3 * (time.perf_counter() - start)
+        if not np.all(np.isfinite(vertices)):
+            return None, None
+        return vertices, fitter.model.faces
 
     def _without_duplicates(self, tracks: list[_Track], hands: list[TrackedHand]) -> list[_Track]:
         """Two tracks that converged on one hand: keep the one with the higher presence."""

@@ -15,10 +15,13 @@ import sys
 import time
 
 import numpy as np
-from dex_retargeting.retargeting_config import RetargetingConfig
 
 
 def main(job_path: str) -> int:
+    # Imported here: dex-retargeting exists only in the peer venv, and this module must still
+    # import (e.g. for the package's import test) where it does not.
+    from dex_retargeting.retargeting_config import RetargetingConfig
+
     with open(job_path) as f:
         job = json.load(f)
     config = RetargetingConfig.from_dict(dict(job["config"]))

@@ -86,7 +86,7 @@ def _backend_class(name: str) -> type[InferenceBackend]:
 
 
 def create_backend(name: str, module, example_inputs: tuple, *, num_threads: int = 2,
-                   cache_key: str | None = None) -> InferenceBackend:
+                   cache_key: str | None = None, busy_wait: bool = True) -> InferenceBackend:
     """Build the backend ``name`` for a ``torch.nn.Module``.
 
     Args:
@@ -96,10 +96,15 @@ def create_backend(name: str, module, example_inputs: tuple, *, num_threads: int
         num_threads: CPU threads for the runtime's intra-op pool.
         cache_key: stable identity of the module's weights, used by backends that compile or
             export once and reuse the artifact (e.g. an ONNX file in the cache folder).
+        busy_wait: let the runtime's idle worker threads spin between calls. Right for a network
+            run back to back (lowest latency); wrong for one run now and then, whose spinning
+            threads would steal the cores of the network that runs next (backends with one
+            shared thread pool ignore it).
 
     Raises:
         ValueError: for an unknown name. BackendUnavailableError: runtime not installed.
     """
     cls = _backend_class(name)
     cls.check_available()
-    return cls(module, example_inputs, num_threads=num_threads, cache_key=cache_key)
+    return cls(module, example_inputs, num_threads=num_threads, cache_key=cache_key,
+               busy_wait=busy_wait)

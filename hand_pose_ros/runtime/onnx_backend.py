@@ -54,7 +54,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     requires = {"onnxruntime": "onnxruntime", "onnx": "onnx", "onnxscript": "onnxscript"}
 
     def __init__(self, module: torch.nn.Module, example_inputs: tuple, *, num_threads: int = 2,
-                 cache_key: str | None = None):
+                 cache_key: str | None = None, busy_wait: bool = True):
         import onnxruntime as ort
 
         path = cache_dir() / "onnx" / f"{self._artifact_name(module, cache_key)}.onnx"
@@ -69,8 +69,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        import os as _os
-        if _os.environ.get("HP_NOSPIN") and (_os.environ["HP_NOSPIN"] == "all" or "palm" in path.name):
+        if not busy_wait:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])

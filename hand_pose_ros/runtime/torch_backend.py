@@ -18,8 +18,8 @@ class TorchBackend(InferenceBackend):
     requires = {"torch": "torch"}
 
     def __init__(self, module: torch.nn.Module, example_inputs: tuple, *, num_threads: int = 2,
-                 cache_key: str | None = None):
-        del example_inputs, cache_key  # eager mode needs neither
+                 cache_key: str | None = None, busy_wait: bool = True):
+        del example_inputs, cache_key, busy_wait  # eager mode: one shared intra-op pool
         if num_threads > 0 and torch.get_num_threads() != num_threads:
             torch.set_num_threads(num_threads)
         self.module = module.eval()
