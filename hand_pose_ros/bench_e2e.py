@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hand_pose_ros.graph import ros_environment
 from hand_pose_ros.paths import source_checkout_root
 
 
@@ -129,10 +130,8 @@ def run_e2e(args: argparse.Namespace) -> int:
 
     root = source_checkout_root() or Path.cwd()
     frames = load_frames(args.video or root / "demo" / "emoji_hands.mp4")
-    env = dict(os.environ)
-    root = source_checkout_root()
-    if root is not None:
-        env["PYTHONPATH"] = str(root)
+    env = ros_environment()
+    os.environ.update(env)  # this process publishes the frames: same transport settings
     node = subprocess.Popen(
         [sys.executable, "-m", "hand_pose_ros.nodes.hand_pose_node", "--ros-args",
          "--params-file", args.node_config, "-p", "image_topic:=/bench/image",

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from hand_pose_ros.bench import cpu_model
-from hand_pose_ros.graph import Graph
+from hand_pose_ros.graph import Graph, ros_environment
 from hand_pose_ros.paths import source_checkout_root
 
 QUIET_PERIOD_S = 1.0  # the graph is drained once no hands came for this long
@@ -55,6 +55,7 @@ def run_graph(config: Path) -> None:
     from hand_pose_ros.msg import HandArray
 
     last_hands = [time.monotonic()]
+    os.environ.update(ros_environment())  # the watcher uses the graph's transport settings
     with rclpy.init(), Graph(config) as graph:
         watcher = rclpy.create_node("demo_watcher")
         watcher.create_subscription(HandArray, "hands",

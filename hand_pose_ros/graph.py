@@ -28,6 +28,21 @@ NODES: dict[str, str] = {
 }
 
 
+FASTDDS_PROFILE = Path(__file__).resolve().parent / "nodes" / "fastdds_large_messages.xml"
+
+
+def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for our ROS processes: ``base`` (default os.environ) plus, unless the user
+    chose one, the Fast DDS profile that lets camera images cross processes without loss (see
+    nodes/fastdds_large_messages.xml), and this checkout on PYTHONPATH when run from one."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+    root = source_checkout_root()
+    if root is not None:  # child processes import this checkout's modules, as we do
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
+
+
 class GraphError(RuntimeError):
     """A graph file that cannot be started, or a node that failed."""
 
@@ -63,10 +78,7 @@ class Graph:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
-        env = dict(os.environ)
-        root = source_checkout_root()
-        if root is not None:  # child processes import this checkout's modules, as we do
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        env = ros_environment()
         for name in self.names:
             command = [sys.executable, "-m", NODES[name], "--ros-args",
                        "--params-file", str(self.config), *self.ros_args]

@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
@@ -67,6 +67,10 @@ PARAMETERS = [
                   min_value=1e-3, max_value=100.0),
     ParameterSpec("image_topic", "image", "colour image topic (sensor_msgs/Image)"),
     ParameterSpec("camera_info_topic", "camera_info", "its sensor_msgs/CameraInfo topic"),
+    ParameterSpec("image_reliability", "best_effort",
+                  "QoS of the image subscriptions, keep last 1: best_effort (sensor data, "
+                  "matches every camera) or reliable (only reliable cameras; no frame lost to "
+                  "the transport)", choices=("best_effort", "reliable")),
     ParameterSpec("depth_topic", "", "aligned depth image topic; empty: no depth"),
     ParameterSpec("depth_max_age_s", 0.05, "use a depth image only within this of the image, s",
                   min_value=0.0, max_value=10.0),
@@ -117,13 +121,17 @@ class HandPoseNode(Node):
         self.debug_pub = self.create_publisher(Image, "hand_debug_image", qos_profile_sensor_data)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        # Sensor-data QoS (best effort, keep last): a stale frame is replaced, never queued.
-        self.create_subscription(Image, p["image_topic"], self._on_image, qos_profile_sensor_data)
+        # Keep last 1: a stale frame is replaced, never queued.
+        image_qos = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.BEST_EFFORT if p["image_reliability"] == "best_effort"
+            else ReliabilityPolicy.RELIABLE,
+        )
+        self.create_subscription(Image, p["image_topic"], self._on_image, image_qos)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info,
-                                 qos_profile_sensor_data)
+                                 image_qos)
         if p["depth_topic"]:
-            self.create_subscription(Image, p["depth_topic"], self._on_depth,
-                                     qos_profile_sensor_data)
+            self.create_subscription(Image, p["depth_topic"], self._on_depth, image_qos)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="hand_pose_worker", daemon=True)
         self._worker.start()
