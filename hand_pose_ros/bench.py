@@ -24,7 +24,7 @@ import numpy as np
 
 from hand_pose_ros.bench_e2e import add_e2e_arguments, run_e2e
 
-STAGES = ("preprocess", "detection", "landmarks", "lifting", "total")
+STAGES = ("preprocess", "detection", "landmarks", "lifting", "mesh", "total")
 
 
 def default_video() -> Path | None:

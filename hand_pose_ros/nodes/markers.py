@@ -4,6 +4,7 @@ Everything is built from the HandArray message itself (keypoints, wrist pose, me
 markers show exactly what consumers receive.
 """
 
+import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Pose, PoseArray
 from std_msgs.msg import ColorRGBA
@@ -23,6 +24,12 @@ def _colour(rgb: tuple[int, int, int], alpha: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=rgb[0] / 255, g=rgb[1] / 255, b=rgb[2] / 255, a=alpha)
 
 
+# Colours never change: build them once, not per frame.
+JOINT_COLOURS = [_colour(joint_colour_rgb(j)) for j in range(NUM_JOINTS)]
+BONE_COLOURS = [c for _, child in BONES for c in [_colour(joint_colour_rgb(child))] * 2]
+MESH_COLOUR = _colour(MESH_COLOUR_RGB, 0.6)
+
+
 def hand_markers(hands: HandArray, namespace: str = "hands") -> MarkerArray:
     """Per hand: joints (SPHERE_LIST), bones (LINE_LIST), coloured by finger, and the mesh
     (TRIANGLE_LIST) when the hand has one. The first marker clears the previous frame's."""
@@ -35,19 +42,19 @@ def hand_markers(hands: HandArray, namespace: str = "hands") -> MarkerArray:
         joints = Marker(id=3 * index, type=Marker.SPHERE_LIST, **base)
         joints.scale.x = joints.scale.y = joints.scale.z = JOINT_DIAMETER_M
         joints.points = list(hand.keypoints)
-        joints.colors = [_colour(joint_colour_rgb(j)) for j in range(NUM_JOINTS)]
+        joints.colors = JOINT_COLOURS
         bones = Marker(id=3 * index + 1, type=Marker.LINE_LIST, **base)
         bones.scale.x = BONE_WIDTH_M
-        for parent, child in BONES:
-            bones.points += [hand.keypoints[parent], hand.keypoints[child]]
-            bones.colors += [_colour(joint_colour_rgb(child))] * 2
+        bones.points = [hand.keypoints[j] for bone in BONES for j in bone]
+        bones.colors = BONE_COLOURS
         markers += [joints, bones]
         if hand.mesh.triangles:
             mesh = Marker(id=3 * index + 2, type=Marker.TRIANGLE_LIST, **base)
             mesh.scale.x = mesh.scale.y = mesh.scale.z = 1.0
-            mesh.color = _colour(MESH_COLOUR_RGB, 0.6)
+            mesh.color = MESH_COLOUR
             vertices = hand.mesh.vertices
-            mesh.points = [vertices[i] for t in hand.mesh.triangles for i in t.vertex_indices]
+            corners = np.concatenate([t.vertex_indices for t in hand.mesh.triangles]).tolist()
+            mesh.points = [vertices[i] for i in corners]
             markers.append(mesh)
     return MarkerArray(markers=markers)
 
