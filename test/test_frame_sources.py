@@ -79,19 +79,18 @@ def test_recording_topic_can_be_chosen_and_a_wrong_one_is_named(tmp_path):
         open_source(str(bag), topic="/nope")
 
 
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda d: d / "missing.mp4", "no such file or folder"),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "no images"),
-        (lambda d: (d / "text.mp4").write_text("hello") and d / "text.mp4", "video"),
-        (lambda d: (d / "lone.mcap").write_bytes(b"x") and d / "lone.mcap", "metadata.yaml"),
-    ],
-    ids=["missing", "empty-folder", "not-a-video", "mcap-without-metadata"],
-)
-def test_unusable_sources_raise_a_clear_error(tmp_path, make, message):
-    with pytest.raises(SourceError, match=message):
-        open_source(str(make(tmp_path)))
+def test_unusable_sources_raise_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "lone.mcap").write_bytes(b"an mcap file outside a rosbag2 folder")
+    for name, message in [
+        ("missing.mp4", "no such file or folder"),
+        ("empty", "no images"),
+        ("text.mp4", "video"),
+        ("lone.mcap", "metadata.yaml"),
+    ]:
+        with pytest.raises(SourceError, match=message):
+            open_source(str(tmp_path / name))
 
 
 def test_bad_camera_spec_is_refused():

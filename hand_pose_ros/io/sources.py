@@ -87,11 +87,9 @@ class VideoSource(FrameSource):
         if self.finite:
             # OpenCV opens some files it cannot decode; one decoded frame proves it can.
             ok, _ = self.capture.read()
+            self.close()
             if not ok:
-                self.capture.release()
                 raise SourceError(f"cannot decode any frame of the video {target}")
-            self.capture.release()
-            self.capture = None
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(self.target)
@@ -100,21 +98,20 @@ class VideoSource(FrameSource):
         return capture
 
     def __iter__(self) -> Iterator[Frame]:
-        # Files are reopened for every pass: seeking is unreliable across codecs.
-        if self.capture is None:
-            self.capture = self._open()
+        # Files are reopened for every pass (seeking is unreliable across codecs); a camera
+        # stays open until close().
+        capture = self._open() if self.finite else self.capture
         index = 0
         try:
             while True:
-                ok, image = self.capture.read()
+                ok, image = capture.read()
                 if not ok:  # end of the file, or the camera is gone
                     return
                 yield Frame(index, image)
                 index += 1
         finally:
             if self.finite:
-                self.capture.release()
-                self.capture = None
+                capture.release()
 
     def close(self) -> None:
         if self.capture is not None:

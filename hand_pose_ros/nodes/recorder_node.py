@@ -102,8 +102,8 @@ class RecorderNode(Node):
                                           f"recording {types[0]}")
             type_hashes = {str(p.topic_type_hash) for p in publishers if p.topic_type == types[0]}
             try:
-                self.recorder.add_topic(topic, types[0], type_hashes.pop() if type_hashes else None)
                 msg_class = message_class(types[0])
+                self.recorder.add_topic(topic, types[0], type_hashes.pop() if type_hashes else None)
             except (RecordingError, ImportError, AttributeError, ValueError) as error:
                 self.get_logger().error(f"not recording {topic}: {error}")
                 continue

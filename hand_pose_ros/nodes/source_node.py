@@ -204,9 +204,9 @@ class SourceNode(Node):
         )
         self._publish_diagnostics()
         if self.params["shutdown_when_done"]:
-            # Reliable delivery of the last frames before the process goes away.
-            self.image_pub.wait_for_all_acked(ACK_TIMEOUT)
-            self.info_pub.wait_for_all_acked(ACK_TIMEOUT)
+            # Reliable delivery of the last frames and counts before the process goes away.
+            for publisher in (self.image_pub, self.info_pub, self.diagnostics_pub):
+                publisher.wait_for_all_acked(ACK_TIMEOUT)
             self.finished.set_result(True)
 
     def _publish_diagnostics(self) -> None:
