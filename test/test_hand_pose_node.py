@@ -221,3 +221,20 @@ def test_camera_that_stops_and_restarts_is_tracked_again(node_under_test):
     # The camera restarts: its clock starts over (stamps go back in time).
     for i, image in enumerate(frames):
         assert len(t.send_and_wait(image, Time(sec=5 + i)).hands) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("max_hands:=9", "max_hands"), ("backend:=tensorflow", "backend"),
+     ("min_detection_confidence:=high", "wrong type")],
+)
+def test_bad_parameter_stops_the_node_with_one_clear_line(override, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "hand_pose_ros.nodes.hand_pose_node", "--ros-args",
+         "-p", override],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("hand_pose_node: error:") and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 
 from hand_pose_ros.models import HandEstimate, create_model, list_models
-from hand_pose_ros.models.weights import WeightsError, fetch_weights
 
-
-@pytest.fixture(scope="module", autouse=True)
-def weights():
-    try:
-        fetch_weights()
-    except WeightsError as exc:
-        pytest.skip(f"MediaPipe weights absent and cannot be fetched: {exc}")
+pytestmark = pytest.mark.usefixtures("mediapipe_weights")
 
 
 def test_registry_lists_the_mediapipe_models():

@@ -8,19 +8,14 @@ import pytest
 import torch
 
 from hand_pose_ros.models import blaze
-from hand_pose_ros.models.weights import WeightsError, fetch_weights, weights_path
+from hand_pose_ros.models.weights import weights_path
 from hand_pose_ros.pipeline.palm import decode_boxes, palm_anchors
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "human_hand_video.mp4"
 TOLERANCE = 1e-3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def weights():
-    try:
-        fetch_weights()
-    except WeightsError as exc:
-        pytest.skip(f"MediaPipe weights absent and cannot be fetched: {exc}")
+pytestmark = pytest.mark.usefixtures("mediapipe_weights")
 
 
 def sample_image(size: int) -> np.ndarray:

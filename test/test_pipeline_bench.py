@@ -6,15 +6,8 @@ import pytest
 
 from hand_pose_ros.bench import load_frames, summarize
 from hand_pose_ros.cli import main
-from hand_pose_ros.models.weights import WeightsError, fetch_weights
 
-
-@pytest.fixture(scope="module", autouse=True)
-def weights():
-    try:
-        fetch_weights()
-    except WeightsError as exc:
-        pytest.skip(f"MediaPipe weights absent and cannot be fetched: {exc}")
+pytestmark = pytest.mark.usefixtures("mediapipe_weights")
 
 
 def test_summary_gives_percentiles_per_stage_and_fps():

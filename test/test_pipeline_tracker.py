@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from hand_pose_ros.hand.joints import Handedness
-from hand_pose_ros.models.weights import WeightsError, fetch_weights
 from hand_pose_ros.pipeline import CameraIntrinsics, HandTracker, HandTrackerOptions
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "human_hand_video.mp4"
@@ -19,12 +18,7 @@ needs_video = pytest.mark.skipif(not VIDEO.is_file(), reason=f"test video {VIDEO
                                  "(it is not shipped to users)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def weights():
-    try:
-        fetch_weights()
-    except WeightsError as exc:
-        pytest.skip(f"MediaPipe weights absent and cannot be fetched: {exc}")
+pytestmark = pytest.mark.usefixtures("mediapipe_weights")
 
 
 @pytest.fixture(scope="module")

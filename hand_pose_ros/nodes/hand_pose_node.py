@@ -11,14 +11,13 @@ reason, logged at a throttled rate and skipped; the node keeps running. Nothing 
 is published: every message is built through ``nodes.convert``, which refuses NaN/inf.
 """
 
+import sys
 import threading
 import time
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -28,6 +27,7 @@ from visualization_msgs.msg import MarkerArray
 from hand_pose_ros.io.camera_info import CalibrationError, CameraCalibration
 from hand_pose_ros.io.images import ImageError, RawImage, from_bgr8, to_bgr8, to_depth_metres
 from hand_pose_ros.msg import HandArray
+from hand_pose_ros.nodes.common import publish_status, spin_node
 from hand_pose_ros.nodes.convert import hand_array_msg, hand_to_msg, hand_transforms
 from hand_pose_ros.nodes.markers import hand_markers, hand_pose_array
 from hand_pose_ros.nodes.parameters import ParameterSpec, declare_parameters
@@ -298,15 +298,7 @@ class HandPoseNode(Node):
             worst = max((k for k in counters if k.startswith("rejected_")),
                         key=lambda k: counters[k])
             level, message = DiagnosticStatus.WARN, f"frames rejected (most: {worst[9:]})"
-        status = DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: pipeline", message=message,
-            hardware_id=self.p["model"],
-            values=[KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
-                    for k, v in values.items()],
-        )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(array)
+        publish_status(self, self.diag_pub, "pipeline", level, message, self.p["model"], values)
 
     def destroy_node(self) -> None:
         with self._wake:
@@ -326,17 +318,9 @@ def _raw(msg: Image) -> RawImage:
                     bool(msg.is_bigendian))
 
 
-def main(args=None) -> None:
-    try:
-        with rclpy.init(args=args):
-            node = HandPoseNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+def main(args: list[str] | None = None) -> int:
+    return spin_node(HandPoseNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

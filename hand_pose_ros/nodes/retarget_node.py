@@ -15,19 +15,19 @@ Diagnostics on /diagnostics: state (safe, tracking, holding, returning), solve t
 received and skipped per reason.
 """
 
+import sys
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hand_pose_ros.msg import Hand, HandArray
+from hand_pose_ros.nodes.common import publish_status, spin_node
 from hand_pose_ros.nodes.convert import keypoints_from_msg
 from hand_pose_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters
 from hand_pose_ros.retarget.config import METHODS, RetargetConfig
@@ -185,27 +185,13 @@ class RetargetNode(Node):
         level, message = DiagnosticStatus.OK, state.value
         if state in (TrackingState.HOLDING, TrackingState.RETURNING):
             level, message = DiagnosticStatus.WARN, f"hand lost: {state.value}"
-        status = DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: retargeting", message=message,
-            hardware_id=self.retargeter.robot.name,
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
-        )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(array)
+        publish_status(self, self.diag_pub, "retargeting", level, message,
+                       self.retargeter.robot.name, values)
 
 
-def main(args=None) -> None:
-    try:
-        with rclpy.init(args=args):
-            node = RetargetNode()
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+def main(args: list[str] | None = None) -> int:
+    return spin_node(RetargetNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
