@@ -56,6 +56,8 @@ PARAMETERS = [
                   min_value=0.0, max_value=1.0),
     ParameterSpec("detection_interval", 10, "frames between detector runs while tracking",
                   min_value=1, max_value=1000),
+    ParameterSpec("background_detection", True,
+                  "while a hand is tracked, search for more hands in a background thread"),
     ParameterSpec("mesh", True, "fit the open hand model to every hand and publish its mesh"),
     ParameterSpec("mirrored", False, "images are mirrored (selfie view): swaps handedness"),
     ParameterSpec("smoothing", True, "One Euro filter on the 3D keypoints"),
@@ -105,6 +107,7 @@ class HandPoseNode(Node):
             detection_interval=p["detection_interval"], mirrored=p["mirrored"],
             smoothing=p["smoothing"], filter_min_cutoff=p["filter_min_cutoff"],
             filter_beta=p["filter_beta"], filter_d_cutoff=p["filter_d_cutoff"], mesh=p["mesh"],
+            background_detection=p["background_detection"],
         ))
         self.stats = FrameStats()
         self._calibration: CameraCalibration | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -66,6 +67,9 @@ class HandTrackerOptions:
         filter_min_cutoff: 1-euro cutoff at rest, Hz (lower: smoother).
         filter_beta: 1-euro speed coefficient, s/m (higher: less lag on fast moves).
         filter_d_cutoff: 1-euro cutoff of the speed estimate, Hz.
+        background_detection: while at least one hand is tracked, look for more hands in a
+            background thread, so that frames do not wait for the palm detector (its result
+            is merged one or two frames later); with no hand tracked it always runs inline.
         mesh: give every hand a mesh by fitting the open hand model (hand/fit.py) to its
             smoothed 3D keypoints, warm-started from the track's previous fit.
     """
@@ -85,6 +89,7 @@ class HandTrackerOptions:
     filter_beta: float = 20.0
     filter_d_cutoff: float = 1.0
     mesh: bool = True
+    background_detection: bool = True
 
     def __post_init__(self) -> None:
         if self.color_order not in COLOR_ORDERS:
@@ -219,6 +224,9 @@ class HandTracker:
         self._frames_since_detection = 0
         self._fitters = {side: HandFitter(side) for side in Handedness} if options.mesh else {}
         self._mesh_ms = 0.0  # time spent fitting meshes in the current frame
+        self._search = (ThreadPoolExecutor(1, thread_name_prefix="palm_search")
+                        if options.background_detection else None)
+        self._pending: Future | None = None  # background palm search: ROIs of new hands
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> HandTracker:
@@ -229,6 +237,8 @@ class HandTracker:
 
     def close(self) -> None:
         """Release the networks; the tracker cannot be used afterwards."""
+        if self._search is not None:
+            self._search.shutdown(wait=True)
         self.estimator = None
         self.detector = None
         self._tracks.clear()
@@ -237,6 +247,7 @@ class HandTracker:
         """Forget all tracks (e.g. after a jump in the video)."""
         self._tracks.clear()
         self._frames_since_detection = 0
+        self._pending = None  # a search still running finishes, its result is ignored
 
     # -- one frame ---------------------------------------------------------------------------
     def process(self, image: np.ndarray, intrinsics: CameraIntrinsics, stamp: float,
@@ -271,14 +282,22 @@ class HandTracker:
         mark = time.perf_counter()
         timings["preprocess"] = 1e3 * (mark - start)
 
-        if self._should_detect():
-            self._detect(frame, is_bgr)
+        if self._pending is not None and (self._pending.done() or not self._tracks):
+            self._add_tracks(self._pending.result())
+            self._pending = None
+        if not self._should_detect():
+            self._frames_since_detection += 1
+        elif self._tracks and self._search is not None:
+            if self._pending is None:  # look for more hands without making this frame wait
+                self._frames_since_detection = 0
+                self._pending = self._search.submit(self._find_palms, frame.copy(), is_bgr)
+        else:
+            self._frames_since_detection = 0
+            self._add_tracks(self._find_palms(frame, is_bgr))
             result.detector_ran = True
             now = time.perf_counter()
             timings["detection"] = 1e3 * (now - mark)
             mark = now
-        else:
-            self._frames_since_detection += 1
 
         hands = []
         if self._tracks:
@@ -330,21 +349,24 @@ class HandTracker:
         return (len(self._tracks) < self.options.max_hands
                 and self._frames_since_detection + 1 >= self.options.detection_interval)
 
-    def _detect(self, frame: np.ndarray, is_bgr: bool) -> None:
-        """Run the palm detector and start a track for every new hand, up to max_hands."""
-        self._frames_since_detection = 0
+    def _find_palms(self, frame: np.ndarray, is_bgr: bool) -> list[Roi]:
+        """Hand ROIs from the palm detector, best first. Touches only the detector, so it
+        may run in the background thread."""
         h, w = frame.shape[:2]
         letterbox = letterbox_roi(w, h)
         tensor = crop_rgb(frame, is_bgr, letterbox, self.detector.input_size,
                           border=cv2.BORDER_CONSTANT)
         raw_boxes, raw_scores = self.detector(tensor)
         palms = detect_palms(raw_boxes, raw_scores, self.options.min_detection_confidence)
-        for palm in palms:
+        rois = [palm_to_roi(palm, letterbox) for palm in palms]
+        return [r for r in rois
+                if all(math.isfinite(v) for v in (r.cx, r.cy, r.width, r.rotation))]
+
+    def _add_tracks(self, rois: list[Roi]) -> None:
+        """Start a track for every ROI that is not a tracked hand already, up to max_hands."""
+        for roi in rois:
             if len(self._tracks) >= self.options.max_hands:
                 break
-            roi = palm_to_roi(palm, letterbox)
-            if not all(math.isfinite(v) for v in (roi.cx, roi.cy, roi.width, roi.rotation)):
-                continue
             if all(iou(roi, t.roi) < self.SAME_HAND_IOU for t in self._tracks):
                 self._tracks.append(_Track(self._next_id, roi))
                 self._next_id += 1
