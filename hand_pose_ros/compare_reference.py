@@ -132,7 +132,7 @@ class ReferenceWorker:
 
 
 def run_both(python: Path, frames: list[np.ndarray], max_hands: int, backend: str,
-             fps: float) -> tuple[dict, dict, str]:
+             fps: float, mesh: bool = False) -> tuple[dict, dict, str]:
     """Run our tracker and the reference on each frame in turn (never at the same time, so
     both see the same machine load). Returns our arrays, the reference's, its version."""
     from hand_pose_ros.pipeline import CameraIntrinsics, HandTracker, HandTrackerOptions
@@ -145,7 +145,8 @@ def run_both(python: Path, frames: list[np.ndarray], max_hands: int, backend: st
            "left_label_score": np.full((n, max_hands), np.nan), "seconds": np.zeros(n)}
     # The video has no calibration; intrinsics only affect 3D, not the compared 2D landmarks.
     intrinsics = CameraIntrinsics.from_fov(w, h, 60.0)
-    options = HandTrackerOptions(color_order="bgr", max_hands=max_hands, backend=backend)
+    options = HandTrackerOptions(color_order="bgr", max_hands=max_hands, backend=backend,
+                                 mesh=mesh)
     worker = ReferenceWorker(python, w, h, max_hands)
     with HandTracker(options) as tracker:
         tracker.process(frames[0], intrinsics, 0.0)  # warm-up (first-call allocations)
@@ -208,6 +209,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-hands", type=int, default=1)
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--backend", default="onnxruntime", help="our runtime backend")
+    parser.add_argument("--mesh", action="store_true",
+                        help="also fit our hand mesh to every hand (the reference has no mesh, so "
+                             "by default both compute the same outputs)")
     parser.add_argument("--reference-venv", type=Path, default=None,
                         help="virtualenv for the reference mediapipe (default: "
                              "<cache>/venv-reference, created on first use)")
@@ -225,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
     fps = cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FPS) or 30.0
     h, w = frames[0].shape[:2]
     print(f"{len(frames)} frames {w}x{h} from {args.video}", file=sys.stderr)
-    ours, ref, version = run_both(python, frames, args.max_hands, args.backend, fps)
+    ours, ref, version = run_both(python, frames, args.max_hands, args.backend, fps, args.mesh)
     report = {"video": str(args.video), "resolution": [w, h], "backend": args.backend,
+              "our_mesh": args.mesh,
               "reference": f"mediapipe {version} solutions.hands (model_complexity=1)",
               **compare(ours, ref)}
     width = max(len(k) for k in report)
