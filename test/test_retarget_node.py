@@ -1,7 +1,6 @@
 """retarget_node in a real rclpy graph (loopback): hands in, safe joint commands out."""
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +112,8 @@ def assert_safe(graph: Graph, msg: JointState):
 
 
 def test_hands_in_joint_states_out_with_names_limits_and_source_stamps(context):
-    graph = Graph(context, publish_trajectory=True, diagnostics_period_s=0.1)
+    # A long hold timeout: the state must still read "tracking" when diagnostics arrive.
+    graph = Graph(context, publish_trajectory=True, diagnostics_period_s=0.1, hold_timeout_s=60.0)
     try:
         fist = synthetic.camera_keypoints(synthetic.FIST, Handedness.RIGHT)
         commands = [graph.send([hand_msg(fist, Hand.SIDE_RIGHT)], sec) for sec in range(1, 41)]
@@ -140,10 +140,13 @@ def test_tracking_loss_holds_then_moves_to_the_safe_pose(context):
         fist = synthetic.camera_keypoints(synthetic.FIST, Handedness.RIGHT)
         for sec in range(1, 31):
             last = graph.send([hand_msg(fist, Hand.SIDE_RIGHT)], sec)
-        lost_at = time.monotonic()
+        lost_at = graph.node.get_clock().now().nanoseconds * 1e-9
         count = len(graph.states)
         spin_until(graph.executor, lambda: len(graph.states) > count + 3, what="timer commands")
-        held = [s for s in graph.states[count:] if time.monotonic() - lost_at < 0.25]
+        # Timer commands carry the node clock's time: those well within the hold timeout.
+        held = [s for s in graph.states[count:]
+                if s.header.stamp.sec + s.header.stamp.nanosec * 1e-9 - lost_at < 0.25]
+        assert held, "no command was sent while holding"
         for msg in held:
             np.testing.assert_allclose(msg.position, last.position)
         safe = graph.retargeter.kin.to_full(graph.retargeter.gate.safe_pose)
