@@ -11,6 +11,7 @@ reason, logged at a throttled rate and skipped; the node keeps running. Nothing 
 is published: every message is built through ``nodes.convert``, which refuses NaN/inf.
 """
 
+import gc
 import sys
 import threading
 import time
@@ -136,6 +137,10 @@ class HandPoseNode(Node):
         if p["depth_topic"]:
             self.create_subscription(Image, p["depth_topic"], self._on_depth, image_qos)
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        # Everything loaded so far (torch, the networks, rclpy) lives until the node ends: keep
+        # it out of the garbage collector's full passes, which otherwise stall frames for tens
+        # of milliseconds while each frame's messages churn through the young generations.
+        gc.freeze()
         self._worker = threading.Thread(target=self._work, name="hand_pose_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(

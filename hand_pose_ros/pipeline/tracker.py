@@ -285,12 +285,11 @@ class HandTracker:
         if self._pending is not None and (self._pending.done() or not self._tracks):
             self._add_tracks(self._pending.result())
             self._pending = None
+        search_in_background = False
         if not self._should_detect():
             self._frames_since_detection += 1
         elif self._tracks and self._search is not None:
-            if self._pending is None:  # look for more hands without making this frame wait
-                self._frames_since_detection = 0
-                self._pending = self._search.submit(self._find_palms, frame.copy(), is_bgr)
+            search_in_background = self._pending is None
         else:
             self._frames_since_detection = 0
             self._add_tracks(self._find_palms(frame, is_bgr))
@@ -324,6 +323,12 @@ class HandTracker:
         self._mesh_ms = 0.0
         hands.sort(key=lambda h: (int(h.side), h.tracking_id))
         result.hands = hands
+        if search_in_background:
+            # Look for more hands without making any frame wait. Started once this frame's
+            # own networks are done, the search runs in the idle time before the next frame
+            # instead of competing with the landmark network for the cores.
+            self._frames_since_detection = 0
+            self._pending = self._search.submit(self._find_palms, frame.copy(), is_bgr)
         timings["total"] = 1e3 * (time.perf_counter() - start)
         return result
 
