@@ -11,14 +11,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ROS 2 parameters file with one section per node to start "
                              "(e.g. config/teleop.yaml)")
     parser.add_argument("--only", nargs="+", metavar="NODE", help="start only these nodes")
-    parser.add_argument("ros_args", nargs=argparse.REMAINDER,
-                        help="--ros-args ... passed to every node (e.g. remappings)")
+    parser.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], dest="ros_args",
+                        help="ROS arguments passed to every node, e.g. -p image_topic:=/cam/image "
+                             "or -r hands:=/left_cam/hands")
 
 
 def run(args: argparse.Namespace) -> int:
-    ros_args = [a for a in args.ros_args if a != "--ros-args"]
     try:
-        graph = Graph(args.config, args.only, ros_args)
+        graph = Graph(args.config, args.only, args.ros_args)
     except GraphError as error:
         print(f"error: {error}")
         return 2

@@ -59,13 +59,15 @@ def test_hand_pose_run_starts_the_configured_graph_and_stops_on_ctrl_c(tmp_path)
                                                "camera_info_topic": "camera_info"}},
     }, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # ROS arguments after --ros-args reach every node: here the hands go to a remapped topic.
     run = subprocess.Popen([sys.executable, "-m", "hand_pose_ros.cli", "run", "--config",
-                            str(config)], env=env, stdout=subprocess.PIPE, text=True)
+                            str(config), "--ros-args", "-r", "hands:=/run_test/hands"],
+                           env=env, stdout=subprocess.PIPE, text=True)
     received = []
     try:
         with ros_context() as context:
             node = rclpy.create_node("run_test", context=context)
-            node.create_subscription(HandArray, "hands", received.append, 10)
+            node.create_subscription(HandArray, "/run_test/hands", received.append, 10)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             spin_until(executor, lambda: any(a.hands for a in received) or run.poll() is not None,
