@@ -71,7 +71,7 @@ class SynthConfig:
     horizontal_fov_range: tuple[float, float] = (45.0, 90.0)
     roll_sigma_deg: float = 25.0
     pitch_range_deg: float = 50.0
-    fill_range: tuple[float, float] = (0.55, 0.85)  # hand box side / crop side
+    fill_range: tuple[float, float] = (0.5, 0.75)  # joints box side / crop side
     center_jitter: float = 0.08  # of the crop side
     occluder_probability: float = 0.3
     blur_probability: float = 0.3
