@@ -2,21 +2,10 @@
 
 import numpy as np
 import pytest
+from robot_cases import robot_params
 
 from hand_pose_ros.retarget.config import load_robot_config, robot_configs
 from hand_pose_ros.retarget.kinematics import HandKinematics, load_description, mirror_description
-
-
-def robot_params():
-    params = []
-    for robot, side in robot_configs():
-        try:
-            load_robot_config(robot, side).description_path()
-            marks = []
-        except FileNotFoundError:
-            marks = [pytest.mark.skip(reason=f"{robot} not fetched: run `hand-pose fetch-robots`")]
-        params.append(pytest.param((robot, side), id=f"{robot}_{side}", marks=marks))
-    return params
 
 
 def test_configs_cover_required_hands_both_sides():
@@ -25,7 +14,7 @@ def test_configs_cover_required_hands_both_sides():
         assert {(robot, "right"), (robot, "left")} <= found
 
 
-@pytest.fixture(params=robot_params())
+@pytest.fixture(params=[pytest.param(p.values, id=p.id, marks=p.marks) for p in robot_params()])
 def kin(request):
     return load_robot_config(*request.param).build_kinematics()
 

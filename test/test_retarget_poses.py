@@ -2,22 +2,11 @@
 
 import numpy as np
 import pytest
+from robot_cases import robot_params
 
 from hand_pose_ros.hand.joints import JOINT_NAMES, Handedness
 from hand_pose_ros.retarget import synthetic
-from hand_pose_ros.retarget.config import RetargetConfig, load_robot_config, robot_configs
-
-
-def robot_params():
-    params = []
-    for robot, side in robot_configs():
-        try:
-            load_robot_config(robot, side).description_path()
-            marks = []
-        except FileNotFoundError:
-            marks = [pytest.mark.skip(reason=f"{robot} not fetched: run `hand-pose fetch-robots`")]
-        params.append(pytest.param(robot, side, id=f"{robot}_{side}", marks=marks))
-    return params
+from hand_pose_ros.retarget.config import RetargetConfig, robot_configs
 
 
 def retarget_static(retargeter, pose_name: str, side: str) -> dict[str, np.ndarray]:
