@@ -23,7 +23,7 @@ from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -39,6 +39,7 @@ from hand_pose_ros.io.camera_info import (
 )
 from hand_pose_ros.io.images import from_bgr8
 from hand_pose_ros.io.sources import Frame, SourceError, open_source
+from hand_pose_ros.nodes.common import publish_status
 from hand_pose_ros.nodes.parameters import ParameterError, ParameterSpec, declare_parameters
 
 NODE_NAME = "source_node"
@@ -210,22 +211,15 @@ class SourceNode(Node):
             self.finished.set_result(True)
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if self.skipped else DiagnosticStatus.OK,
-            name=f"{self.get_name()}: frames",
-            message=("end of source" if self.done else "publishing")
+        publish_status(
+            self, self.diagnostics_pub, "frames",
+            DiagnosticStatus.WARN if self.skipped else DiagnosticStatus.OK,
+            ("end of source" if self.done else "publishing")
             + (f", {self.skipped} bad frames skipped" if self.skipped else ""),
-            hardware_id=self.params["source"],
-            values=[
-                KeyValue(key="frames_published", value=str(self.published)),
-                KeyValue(key="frames_skipped", value=str(self.skipped)),
-                KeyValue(key="rate_hz", value=f"{self.rate_hz:g}"),
-                KeyValue(key="finished", value=str(self.done).lower()),
-            ],
+            self.params["source"],
+            {"frames_published": self.published, "frames_skipped": self.skipped,
+             "rate_hz": f"{self.rate_hz:g}", "finished": str(self.done).lower()},
         )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics_pub.publish(array)
 
     def destroy_node(self) -> None:
         self.source.close()
