@@ -44,9 +44,11 @@ SHAPE_SCALE, SHAPE_PALM_WIDTH = 0, 6
 # Landmark index of pose joint k = 3 * finger + level (level 0: CMC/MCP, 1: MCP/PIP, 2: IP/DIP).
 POSE_JOINTS: tuple[int, ...] = tuple(1 + 4 * f + level for f in range(5) for level in range(3))
 
-# Mean bone lengths in mm from Buryanov & Kotiuk (2010), "Proportions of hand segments",
-# Int. J. Morphol. 28(3):755-758 (thumb: metacarpal, proximal, distal phalanx; fingers:
-# proximal, middle, distal phalanx). They are bone lengths, used as joint-centre distances.
+# Mean segment lengths in mm from Buryanov A, Kotiuk V (2010), "Proportions of hand segments",
+# Int. J. Morphol. 28(3):755-758, doi:10.4067/S0717-95022010000300015, Table I (thumb:
+# metacarpal, proximal, distal phalanx; fingers: proximal, middle, distal phalanx; metacarpals
+# below). Table I gives interarticular lengths (joint centre to joint centre, measured on
+# radiographs of the right hands of 66 adults), so they serve directly as joint-centre distances.
 _PHALANX_MM = np.array(
     [
         [46.22, 31.57, 21.67],  # thumb
@@ -57,7 +59,9 @@ _PHALANX_MM = np.array(
     ]
 )
 _METACARPAL_MM = np.array([68.12, 64.60, 58.00, 53.69])  # index, middle, ring, little
-# The fingertip keypoint sits on the skin at the end of the finger, beyond the distal phalanx.
+# The fingertip keypoint sits on the skin at the end of the finger, beyond the distal phalanx;
+# Table I of Buryanov & Kotiuk gives that soft tissue as 3.7-4.0 mm for the fingers (5.7 mm for
+# the thumb), rounded here to one value.
 _FINGERTIP_PAD_MM = 4.0
 # The wrist keypoint is at the radiocarpal joint, proximal to the carpal bones.
 _CARPUS_MM = 28.0
@@ -110,9 +114,13 @@ def _finger_rest_frames() -> np.ndarray:
 FINGER_REST_FRAMES = _finger_rest_frames()
 
 # Active ranges of motion in degrees, (flex, abd, twist) x (low, high), per level of a finger.
-# Rounded from the functional/active ranges in Hume et al. (1990), J. Hand Surg. 15A:240-243,
-# and the joint limits collected by Cobos et al. (2008), IROS "Efficient human hand kinematics
-# for manipulation tasks"; twist of the finger MCPs is the small passive axial play.
+# Flexion/extension of the finger and thumb MCP and IP joints rounded from the active ranges of
+# Hume MC, Gellman H, McKellop H, Brumfield RH (1990), "Functional range of motion of the joints
+# of the hand", J. Hand Surg. Am. 15(2):240-243, doi:10.1016/0363-5023(90)90102-w (it covers
+# the MCP and IP joints only); abduction and the thumb CMC from the joint limits collected
+# by Cobos S, Ferre M, Sanchez-Uran MA, Ortego J, Pena C (2008), "Efficient human hand
+# kinematics for manipulation tasks", IEEE/RSJ IROS, pp. 2246-2251. Twist of the finger MCPs is
+# the small passive axial play, a design value.
 _FINGER_LIMITS_DEG = np.array(
     [
         [[-20, 90], [-15, 15], [-10, 10]],  # MCP
