@@ -48,3 +48,51 @@ def test_two_hand_scene_lists_the_right_hand_first_and_labels_both():
     assert list(sample.handedness) == [0, 1]
     classes = np.unique(sample.segmentation)
     assert classes.min() == 0 and classes.max() > 16  # left-hand parts are 17-32
+
+
+def test_vertex_normals_sum_the_adjacent_face_normals():
+    from hand_pose_ros.data.render import vertex_normals
+    from hand_pose_ros.hand.mesh import hand_template
+
+    template = hand_template()
+    vertices = template.vertices + np.random.default_rng(0).normal(0, 1e-3,
+                                                                     template.vertices.shape)
+    tri = vertices[template.faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    expected = np.zeros_like(vertices)
+    for face, normal in zip(template.faces, face_normals, strict=True):
+        expected[face] += normal
+    np.testing.assert_allclose(vertex_normals(vertices, template.faces), expected, atol=1e-15)
+
+
+def test_stream_kinds_and_negatives_are_fixed_per_index():
+    from hand_pose_ros.data.synth import render_negative, synthetic_sample
+
+    single = synthetic_sample(2, 4, CONFIG, kind="single")
+    np.testing.assert_array_equal(single.image,
+                                  render_sample(2, 4, CONFIG, two_hands=False).image)
+    assert synthetic_sample(2, 4, CONFIG, kind="two").num_hands == 2
+    negatives = [i for i in range(12)
+                 if synthetic_sample(2, i, CONFIG, negative_fraction=0.5).num_hands == 0]
+    assert 0 < len(negatives) < 12
+    np.testing.assert_array_equal(synthetic_sample(2, negatives[0], CONFIG, negative_fraction=0.5)
+                                  .image, render_negative(2, negatives[0], CONFIG).image)
+    with pytest.raises(ValueError, match="kind"):
+        synthetic_sample(2, 0, CONFIG, kind="three")
+
+
+def test_renderer_refuses_to_draw_in_a_process_forked_after_rendering():
+    import os
+
+    from hand_pose_ros.data import render
+
+    render_sample(1, 0, CONFIG)  # this process holds a GL context now
+    pid = os.fork()
+    if pid == 0:  # child: must raise at once instead of hanging in llvmpipe
+        try:
+            render.get_renderer()
+        except RuntimeError as error:
+            os._exit(0 if "spawn" in str(error) else 2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -19,8 +19,12 @@ model (``hand.model.OpenHandModel``):
   the hand, which turn the covered pixels to background in the segmentation), motion blur
   (a line kernel), Gaussian sensor noise, brightness/contrast/gamma.
 
+Hand-free negatives (``render_negative``) are a background with distractor shapes (half of them
+skin-coloured) and the same corruption, so that nets learn a hand presence score.
+
 Sample ``i`` of a stream with seed ``s`` comes from ``np.random.default_rng([s, i])`` alone, so
-any index can be regenerated, in any process, in any order.
+any index can be regenerated, in any process, in any order; ``synthetic_sample`` adds the
+stream's choice of scene kind (negative, one hand, two hands), also a function of (s, i) only.
 """
 
 from __future__ import annotations
@@ -245,10 +249,12 @@ def _background(rng: np.random.Generator) -> Background:
 
 
 def _occlude(rng: np.random.Generator, image: np.ndarray, segmentation: np.ndarray,
-             joints_2d: np.ndarray) -> None:
-    """Draw 1-2 random occluders over part of the hand (in place); covered pixels -> class 0."""
+             joints_2d: np.ndarray, max_count: int = 2, skin_probability: float = 0.0) -> None:
+    """Draw 1..max_count random shapes over part of the hand (in place); covered pixels ->
+    class 0. A shape is skin-coloured with ``skin_probability`` (hard negatives), else any
+    colour."""
     size = image.shape[0]
-    for _ in range(int(rng.integers(1, 3))):
+    for _ in range(int(rng.integers(1, max_count + 1))):
         center = joints_2d[rng.integers(len(joints_2d))] + rng.normal(0, 0.05 * size, 2)
         radius = rng.uniform(0.06, 0.2) * size
         cover = np.zeros(segmentation.shape, np.uint8)
@@ -264,7 +270,11 @@ def _occlude(rng: np.random.Generator, image: np.ndarray, segmentation: np.ndarr
         covered = cover.astype(bool)
         # A flat colour with a vertical shading gradient.
         shade = 1.0 + 0.2 * rng.standard_normal() * np.linspace(-1, 1, size)[:, None, None]
-        fill = np.clip(rng.uniform(0, 255, 3) * shade, 0, 255).astype(np.uint8)
+        if skin_probability and rng.random() < skin_probability:
+            colour = 255.0 * SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.7, 1.1)
+        else:
+            colour = rng.uniform(0, 255, 3)
+        fill = np.clip(colour * shade, 0, 255).astype(np.uint8)
         image[covered] = np.broadcast_to(fill, image.shape)[covered]
         segmentation[covered] = 0
 
@@ -360,6 +370,55 @@ def render_sample(seed: int, index: int, config: SynthConfig,
         extras={"full_intrinsics": k_full, "full_size": (width, height),
                 "crop_center": center, "crop_side": side},
     )
+
+
+def render_negative(seed: int, index: int, config: SynthConfig) -> HandSample:
+    """Sample ``index`` of the stream ``seed`` as a hand-free crop: a crop of a random camera
+    showing a procedural background with 1-3 distractor shapes (half of them skin-coloured),
+    and the same corruption as hand crops. No hands: empty label arrays, all-background
+    segmentation."""
+    rng = np.random.default_rng([seed, index])
+    k_full, width, height = _camera(rng, config)
+    side = rng.uniform(0.15, 0.6) * height
+    center = np.array([rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height])
+    k = crop_intrinsics(k_full, center, side, config.size)
+    image, segmentation = get_renderer().render(config.size, config.size, k, [],
+                                                _lighting(rng), _background(rng))
+    spots = rng.uniform(0.2, 0.8, (4, 2)) * config.size
+    _occlude(rng, image, segmentation, spots, max_count=3, skin_probability=0.5)
+    image = _corrupt(rng, image, config)
+    return HandSample(
+        image=image, intrinsics=k, joints_3d=np.zeros((0, 21, 3)),
+        joints_2d=np.zeros((0, 21, 2)), joint_valid=np.zeros((0, 21), dtype=bool),
+        handedness=np.zeros(0, dtype=np.int64),
+        vertices=np.zeros((0, len(hand_template().vertices), 3)), mesh="open_hand",
+        segmentation=segmentation, source="synthetic", key=f"{seed}-{index}",
+        extras={"full_intrinsics": k_full, "full_size": (width, height),
+                "crop_center": center, "crop_side": side},
+    )
+
+
+SCENE_KINDS = ("single", "two", "mixed")
+# Third entropy word of the generator that picks a stream sample's kind: independent of the
+# scene's own generator default_rng([seed, index]).
+_KIND_STREAM = 1
+
+
+def synthetic_sample(seed: int, index: int, config: SynthConfig, kind: str = "mixed",
+                     negative_fraction: float = 0.0) -> HandSample:
+    """Sample ``index`` of a synthetic stream (what ``hand-pose synth`` shards and
+    ``data.stream.SyntheticStream`` hold): hand-free with probability ``negative_fraction``,
+    else one hand ("single"), two interacting hands ("two") or either ("mixed": two hands with
+    probability ``config.two_hand_fraction``). A function of its arguments only."""
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"kind must be one of {SCENE_KINDS}, got {kind!r}")
+    if not 0.0 <= negative_fraction < 1.0:
+        raise ValueError(f"negative_fraction must be in [0, 1), got {negative_fraction}")
+    if negative_fraction > 0.0 and (
+            np.random.default_rng([seed, index, _KIND_STREAM]).random() < negative_fraction):
+        return render_negative(seed, index, config)
+    two_hands = {"single": False, "two": True, "mixed": None}[kind]
+    return render_sample(seed, index, config, two_hands=two_hands)
 
 
 def test_split_samples(name: str = DEFAULT_TEST_SPLIT, kind: str = "single",
