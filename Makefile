@@ -21,7 +21,7 @@ ROS_ENV := PATH="$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PA
 
 PACKAGE_FILES := package.xml CMakeLists.txt scripts/hand-pose.in scripts/node.in $(wildcard msg/*.msg) \
 	$(shell find hand_pose_ros launch config -type f \( -name '*.py' -o -name '*.yaml' \
-	-o -name '*.npz' -o -name '*.json' -o -name '*.rviz' -o -name '*.xml' -o -name 'LICENSE*' \) 2>/dev/null)
+	-o -name '*.npz' -o -name '*.pt' -o -name '*.md' -o -name '*.json' -o -name '*.rviz' -o -name '*.xml' -o -name 'LICENSE*' \) 2>/dev/null)
 
 .PHONY: setup test demo lint clean
 

@@ -1,4 +1,6 @@
 """``hand-pose bench``: latency of the hand tracker, per stage and end to end, on fixed frames.
+``--matrix`` (bench_matrix.py) measures every model x backend x device x batch instead, and
+``--compare`` adds the reference comparisons; ``--e2e`` (bench_e2e.py) measures through ROS.
 
 Design: the benchmark calls the public ``HandTracker.process`` (what the ROS node calls) and
 reads its per-stage ``timings_ms``. Two modes over the same frames:
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hand_pose_ros.bench_e2e import add_e2e_arguments, run_e2e
+from hand_pose_ros.bench_matrix import add_matrix_arguments, run_matrix_cli
 
 STAGES = ("preprocess", "detection", "landmarks", "lifting", "mesh", "total")
 
@@ -83,6 +86,7 @@ def hardware_report(tracker) -> dict:
 
     return {
         "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cores_available": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -109,14 +113,16 @@ def summarize(timings: list[dict[str, float]]) -> dict:
 
 
 def run_bench(model: str, backend: str, frames: list[np.ndarray], threads: int,
-              repeats: int = 1) -> tuple[dict, dict]:
-    """Run both modes; returns (modes report, hardware report)."""
+              repeats: int = 1, backend_options: dict | None = None) -> tuple[dict, dict]:
+    """Run both modes; returns (modes report, hardware report). ``backend_options`` go to
+    the runtime (e.g. ``{"device": "cuda", "precision": "fp16", "cuda_graphs": True}``)."""
     from hand_pose_ros.pipeline import CameraIntrinsics, HandTracker, HandTrackerOptions
 
     h, w = frames[0].shape[:2]
     intrinsics = CameraIntrinsics.from_fov(w, h, 60.0)
     options = HandTrackerOptions(color_order="bgr", model=model, backend=backend,
-                                 num_threads=threads, max_hands=1)
+                                 num_threads=threads, max_hands=1,
+                                 backend_options=backend_options or {})
     with HandTracker(options) as tracker:
         for i in range(5):  # warm-up: first calls allocate
             tracker.process(frames[i % len(frames)], intrinsics, i / 30.0)
@@ -161,7 +167,10 @@ def format_table(report: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="mediapipe",
                         help="estimator: 'mediapipe' (full) or 'mediapipe_lite'")
-    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime or torch")
+    parser.add_argument("--backend", default="onnxruntime",
+                        help="onnxruntime, torch or tensorrt")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the networks run (cuda: --precision, CUDA graphs with torch)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
     parser.add_argument("--frames", type=int, default=200, help="number of test frames")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the frames")
@@ -176,15 +185,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="measure image-stamp -> HandArray latency of a running hand_pose_node "
                           "over loopback instead of the tracker in this process")
     add_e2e_arguments(e2e)
+    add_matrix_arguments(parser.add_argument_group("model x backend x device x batch (--matrix)"))
 
 
 def run(args: argparse.Namespace) -> int:
+    from hand_pose_ros.bench_matrix import backend_options
+    from hand_pose_ros.runtime import BackendUnavailableError
+
     if args.e2e:
         return run_e2e(args)
+    if args.matrix:
+        return run_matrix_cli(args)
     video = args.video or default_video()
     frames, source = load_frames(video, args.frames, args.width, args.height)
-    modes, hardware = run_bench(args.model, args.backend, frames, args.threads, args.repeats)
-    report = {"model": args.model, "backend": args.backend,
+    options = backend_options(args.backend, args.device, args.precision,
+                              not args.no_cuda_graphs, max_batch=1)
+    try:
+        modes, hardware = run_bench(args.model, args.backend, frames, args.threads,
+                                    args.repeats, options)
+    except BackendUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    report = {"model": args.model, "backend": args.backend, "device": args.device,
               "input": f"{args.width}x{args.height}, {source}", "hardware": hardware,
               "modes": modes}
     print(format_table(report))

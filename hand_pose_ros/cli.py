@@ -33,12 +33,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch-weights": ("hand_pose_ros.models.weights",
                       "download and verify the MediaPipe hand model weights (run once at setup)"),
     "bench": ("hand_pose_ros.bench", "measure per-stage and end-to-end latency of the tracker"),
+    "export": ("hand_pose_ros.export",
+               "export a model's network as ONNX (checked for TensorRT) or a TensorRT engine"),
     "compare-reference": ("hand_pose_ros.compare_reference",
                           "compare the tracker with the reference MediaPipe solution on a video"),
     "source": ("hand_pose_ros.nodes.source_node",
                "publish a video, image folder, recording or camera as image_raw + camera_info"),
     "record": ("hand_pose_ros.nodes.recorder_node",
                "record topics into a rosbag2 MCAP recording (ros2 bag, rosbags, Foxglove)"),
+    "train": ("hand_pose_ros.train.cli",
+              "train a seed model (rejshand, ehpe, cliphand, handformer2t, dfl) on synthetic "
+              "data or a dataset"),
+    "synth": ("hand_pose_ros.data.cli",
+              "write synthetic hand shards or the fixed test split; --bench, --preview PNG"),
+    "eval": ("hand_pose_ros.eval.cli",
+             "score a model on a data source (MPJPE, PA-MPJPE/MPVPE, F@5/15, AUC, MRRPE); "
+             "table, JSON, plots"),
 }
 
 

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="graph to run (default: config/demo.yaml)")
     parser.add_argument("--input", help="video/folder/bag to play instead of the bundled video")
     parser.add_argument("--out", default="out", help="output folder (default: out)")
+    parser.add_argument("--model", help="hand_pose_node's model instead of the config's "
+                        "(any name of `hand-pose info`, e.g. ehpe, handformer2t)")
 
 
 def write_graph_config(args: argparse.Namespace, out: Path) -> Path:
@@ -42,6 +44,8 @@ def write_graph_config(args: argparse.Namespace, out: Path) -> Path:
     source["source"] = str(Path(args.input).resolve()) if args.input else str(
         (root / source["source"]).resolve())
     graph["recorder_node"]["ros__parameters"]["output"] = str((out / "demo_bag").resolve())
+    if args.model:
+        graph["hand_pose_node"]["ros__parameters"]["model"] = args.model
     path = out / "demo_graph.yaml"
     path.write_text(yaml.safe_dump(graph, sort_keys=False))
     return path

@@ -1,4 +1,5 @@
-"""`hand-pose info`: what this installation has (versions, middleware, message types, cache)."""
+"""`hand-pose info`: what this installation has (versions, middleware, message types, cache,
+registered models, installed runtimes)."""
 
 import argparse
 import importlib
@@ -50,6 +51,14 @@ def collect() -> dict[str, str]:
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     except ImportError:
         info["cuda"] = "none"
+    try:
+        from hand_pose_ros.models import list_models
+        from hand_pose_ros.runtime import available_backends
+
+        info["models"] = ", ".join(list_models())
+        info["backends"] = ", ".join(available_backends())
+    except ImportError as error:
+        info["models"] = f"not importable ({error})"
     return info
 
 

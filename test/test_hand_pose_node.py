@@ -238,3 +238,23 @@ def test_bad_parameter_stops_the_node_with_one_clear_line(override, message):
     assert result.returncode == 1
     assert result.stderr.startswith("hand_pose_node: error:") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["rejshand", "ehpe", "cliphand"])
+def test_node_runs_each_single_hand_seed_model_by_name(model):
+    # The shipped checkpoints are short CPU runs whose presence scores are weak: threshold 0
+    # keeps the track, so what is checked is the wiring (by-name loading, finite keypoints,
+    # a mesh), not accuracy (that is `hand-pose eval`).
+    with ros_context() as context:
+        t = NodeUnderTest(context, ["-p", f"model:={model}", "-p", "backend:=torch",
+                                    "-p", "min_tracking_confidence:=0.0"])
+        try:
+            array = t.send_and_wait(demo_frames(1)[0], Time(sec=300))
+            assert array.model == model and len(array.hands) == 1
+            hand = array.hands[0]
+            keypoints = keypoints_from_msg(hand)
+            assert np.all(np.isfinite(keypoints)) and np.all(keypoints[:, 2] > 0.1)
+            assert len(hand.mesh.vertices) > 500 and len(hand.mesh.triangles) > 1000
+        finally:
+            t.close()

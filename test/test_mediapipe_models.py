@@ -23,9 +23,10 @@ def test_estimator_returns_the_common_result_type(name):
     crops = np.random.default_rng(0).integers(0, 256, (2, model.input_size, model.input_size, 3),
                                                dtype=np.uint8)
     result = model.estimate(crops)
-    assert isinstance(result, HandEstimate) and len(result) == 2
-    assert result.joints_3d.shape == (2, 21, 3) and result.joints_2d.shape == (2, 21, 2)
-    assert result.joint_confidence.shape == (2, 21)
+    hands = 2 * getattr(model, "hands_per_crop", 1)  # two-hand models: right, left per crop
+    assert isinstance(result, HandEstimate) and len(result) == hands
+    assert result.joints_3d.shape == (hands, 21, 3) and result.joints_2d.shape == (hands, 21, 2)
+    assert result.joint_confidence.shape == (hands, 21)
     assert np.allclose(result.joints_3d[:, 0], 0.0), "joints are relative to the wrist"
     for array in (result.joints_3d, result.joints_2d, result.scores, result.right_hand):
         assert np.all(np.isfinite(array))

@@ -14,16 +14,29 @@ Design (in the spirit of timm's ``create_model``):
 from __future__ import annotations
 
 import importlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 # Modules whose import registers models; a new model family adds its module here.
-BUILTIN_MODEL_MODULES: tuple[str, ...] = ("hand_pose_ros.models.mediapipe",)
+BUILTIN_MODEL_MODULES: tuple[str, ...] = (
+    "hand_pose_ros.models.mediapipe",
+    "hand_pose_ros.models.rejshand",
+    "hand_pose_ros.models.ehpe",
+    "hand_pose_ros.models.cliphand",
+    "hand_pose_ros.models.handformer2t",
+    "hand_pose_ros.models.dfl",
+)
 
 _MODELS: dict[str, Callable[..., HandEstimator]] = {}
+# Built-in model modules that failed to import -> the error, so one broken or missing model
+# module leaves every other model usable and is reported when asked for.
+_FAILED_MODULES: dict[str, str] = {}
 
 
 @dataclass
@@ -76,7 +89,14 @@ def register_model(factory: Callable[..., HandEstimator]) -> Callable[..., HandE
 
 def _load_builtins() -> None:
     for module in BUILTIN_MODEL_MODULES:
-        importlib.import_module(module)
+        if module in _FAILED_MODULES:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # any import failure of one model must not hide the others
+            _FAILED_MODULES[module] = f"{type(error).__name__}: {error}"
+            log.warning("model module %s failed to import (%s); its models are unavailable",
+                        module, _FAILED_MODULES[module])
 
 
 def list_models() -> list[str]:
@@ -94,5 +114,6 @@ def create_model(name: str, **overrides) -> HandEstimator:
     """
     _load_builtins()
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {sorted(_MODELS)}")
+        failed = "".join(f"; {m} failed to import: {e}" for m, e in _FAILED_MODULES.items())
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(_MODELS)}{failed}")
     return _MODELS[name](**overrides)

@@ -34,22 +34,40 @@ def _cache_key(file_name: str) -> str:
 
 
 class MediaPipeHandLandmarks(HandEstimator):
-    """MediaPipe hand landmark network (21 joints, metric world landmarks, presence, side)."""
+    """MediaPipe hand landmark network (21 joints, metric world landmarks, presence, side).
+
+    ``backend_options`` go to ``create_backend`` unchanged (e.g. ``device="cuda"``,
+    ``precision="fp16"``, ``cuda_graphs=True``). ``accepts_tensors``: ``estimate`` also takes
+    crops already pre-processed into the network's input tensor (the tracker's GPU path).
+    """
 
     input_size = 224
+    accepts_tensors = True
 
-    def __init__(self, variant: str = "full", backend: str = "onnxruntime", num_threads: int = 2):
+    def __init__(self, variant: str = "full", backend: str = "onnxruntime", num_threads: int = 2,
+                 **backend_options):
         self.name = "mediapipe" if variant == "full" else f"mediapipe_{variant}"
         example = (torch.zeros(1, 3, self.input_size, self.input_size),)
         self.backend = create_backend(backend, build_hand_landmark_net(variant), example,
                                       num_threads=num_threads,
-                                      cache_key=_cache_key(f"hand_landmark_{variant}.tflite"))
+                                      cache_key=_cache_key(f"hand_landmark_{variant}.tflite"),
+                                      **backend_options)
 
-    def estimate(self, crops: np.ndarray) -> HandEstimate:
-        if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ValueError(f"crops must be (N, {self.input_size}, {self.input_size}, 3), "
-                             f"got {crops.shape}")
-        landmarks, presence, handedness, world = self.backend(_to_nchw(crops))
+    def estimate(self, crops: np.ndarray | torch.Tensor) -> HandEstimate:
+        """``crops``: (N, S, S, 3) uint8 RGB, or a (N, 3, S, S) float tensor in [0, 1] on any
+        device (e.g. ``runtime.preprocess.crop_batch`` output)."""
+        shape = (self.input_size, self.input_size)
+        if isinstance(crops, torch.Tensor):
+            if crops.ndim != 4 or tuple(crops.shape[1:]) != (3, *shape):
+                raise ValueError(f"crop tensor must be (N, 3, {shape[0]}, {shape[1]}), "
+                                 f"got {tuple(crops.shape)}")
+            outputs = tuple(o.cpu().numpy() for o in self.backend.run_tensors(crops))
+        else:
+            if crops.ndim != 4 or crops.shape[1:] != (*shape, 3):
+                raise ValueError(f"crops must be (N, {shape[0]}, {shape[1]}, 3), "
+                                 f"got {crops.shape}")
+            outputs = self.backend(_to_nchw(crops))
+        landmarks, presence, handedness, world = outputs
         n = len(crops)
         image = landmarks.reshape(n, 21, 3).astype(np.float64)
         world = world.reshape(n, 21, 3).astype(np.float64)
@@ -69,12 +87,14 @@ class MediaPipePalmDetector:
 
     input_size = 192
 
-    def __init__(self, variant: str = "full", backend: str = "onnxruntime", num_threads: int = 2):
+    def __init__(self, variant: str = "full", backend: str = "onnxruntime", num_threads: int = 2,
+                 **backend_options):
         example = (torch.zeros(1, 3, self.input_size, self.input_size),)
         # The detector runs now and then, right before the landmark net: no idle spinning.
         self.backend = create_backend(backend, build_palm_detector(variant), example,
                                       num_threads=num_threads, busy_wait=False,
-                                      cache_key=_cache_key(f"palm_detection_{variant}.tflite"))
+                                      cache_key=_cache_key(f"palm_detection_{variant}.tflite"),
+                                      **backend_options)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``image``: (192, 192, 3) uint8 RGB. Returns raw boxes (2016, 18) in input pixels

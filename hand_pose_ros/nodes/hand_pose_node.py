@@ -43,11 +43,24 @@ from hand_pose_ros.viz import draw_mesh, draw_skeleton
 
 NODE_NAME = "hand_pose_node"
 
+def _backend_options(p: dict) -> dict:
+    """Runtime options from the node's parameters; defaults are left out so that every
+    backend accepts them (onnxruntime here runs fp32 on the CPU only)."""
+    options = {}
+    if p["device"] != "cpu":
+        options["device"] = p["device"]
+    if p["precision"] != "fp32":
+        options["precision"] = p["precision"]
+    return options
+
+
 PARAMETERS = [
     ParameterSpec("model", "mediapipe", "registered hand estimator (hand-pose models list)"),
     ParameterSpec("backend", "onnxruntime", "inference runtime",
                   choices=("onnxruntime", "torch", "tensorrt")),
     ParameterSpec("device", "cpu", "where the networks run", choices=("cpu", "cuda")),
+    ParameterSpec("precision", "fp32", "network precision (fp16: torch on cuda, tensorrt)",
+                  choices=("fp32", "fp16")),
     ParameterSpec("num_threads", 2, "CPU threads of the runtime", min_value=1, max_value=64),
     ParameterSpec("detector", "full", "palm detector variant", choices=("full", "lite")),
     ParameterSpec("max_hands", 2, "most hands tracked at once", min_value=1, max_value=4),
@@ -109,6 +122,7 @@ class HandPoseNode(Node):
             smoothing=p["smoothing"], filter_min_cutoff=p["filter_min_cutoff"],
             filter_beta=p["filter_beta"], filter_d_cutoff=p["filter_d_cutoff"], mesh=p["mesh"],
             background_detection=p["background_detection"],
+            backend_options=_backend_options(p),
         ))
         self.stats = FrameStats()
         self._calibration: CameraCalibration | None = None

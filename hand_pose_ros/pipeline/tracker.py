@@ -15,6 +15,19 @@ One frame:
    smoothed (``OneEuroFilter``), given a wrist pose, and their landmarks give the next ROI.
 Handedness is the running mean of the per-frame probability over the track's life, so a hand's
 side does not flicker; tracking ids are unique per tracker and never reused.
+
+Two-hand models (estimator ``hands_per_crop == 2``: Handformer2T, DFL) see ONE crop per frame,
+holding both hands: the axis-aligned square ``PAIR_CROP_SCALE`` x the longer side of the union
+of the hands' joint boxes (each tracked hand's last landmarks; a hand only the palm detector has
+seen: its ROI shrunk to a joint box), the framing the models are trained and evaluated with. A
+single visible hand gets the same crop around it alone. The model's slot 0 is the right hand and
+slot 1 the left one (a slot whose presence is below ``min_tracking_confidence`` is absent); one
+track per side. The right hand is lifted as in the single-hand path; the left one is placed at
+the right wrist plus the model's root offset when both are present (with a depth image, or
+alone, it is lifted on its own: measured depth beats a learnt offset). A hand's
+``detection_score`` and ``handedness_score`` are its slot's presence probability (the slot is
+the side). The detector runs inline (no background search): while one hand is tracked the
+model itself often finds the other one in the crop.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +57,13 @@ MIN_IMAGE_SIDE = 16
 # OpenCV's warps address pixels with 16-bit signed coordinates.
 MAX_IMAGE_SIDE = 16384
 DETECTOR_VARIANTS = ("full", "lite")
+PAIR_SLOTS = 2  # hands per crop of a two-hand model: slot 0 right, slot 1 left
+# Crop side of a two-hand model / longer side of the hands' joint box, as the synthetic crops
+# (joint box = 0.5-0.75 of the crop) and eval's JOINT_BOX_SCALE.
+PAIR_CROP_SCALE = 1.6
+# A MediaPipe hand ROI (palm box x 2.6, or stable joints x 2) is about this many times the
+# side of the hand's joint box.
+ROI_PER_JOINT_BOX = 1.4
 
 
 @dataclass
@@ -72,6 +93,9 @@ class HandTrackerOptions:
             is merged one or two frames later); with no hand tracked it always runs inline.
         mesh: give every hand a mesh by fitting the open hand model (hand/fit.py) to its
             smoothed 3D keypoints, warm-started from the track's previous fit.
+        backend_options: runtime options for both networks, passed to ``create_backend``
+            unchanged, e.g. ``{"device": "cuda", "precision": "fp16", "cuda_graphs": True}``.
+            When the estimator runs on CUDA and accepts tensors, the crops are made there too.
     """
 
     color_order: str
@@ -90,6 +114,7 @@ class HandTrackerOptions:
     filter_d_cutoff: float = 1.0
     mesh: bool = True
     background_detection: bool = True
+    backend_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.color_order not in COLOR_ORDERS:
@@ -152,6 +177,8 @@ class _Track:
     filter: OneEuroFilter | None = None
     fit: HandFit | None = None  # last hand-model fit: warm start of the next one
     fit_side: Handedness | None = None
+    side: Handedness | None = None  # two-hand models: the model slot this track follows
+    landmarks: np.ndarray | None = None  # two-hand models: last (21, 2) image pixels
 
 
 def prepare_image(image: np.ndarray, color_order: str) -> tuple[np.ndarray, bool]:
@@ -204,6 +231,72 @@ def _rotate_xy(points: np.ndarray, angle: float) -> np.ndarray:
     return out
 
 
+def hand_box(landmarks: np.ndarray | None, roi: Roi) -> tuple[float, float, float, float]:
+    """A hand's joint box (xmin, ymin, xmax, ymax), image pixels: the bounds of its landmarks
+    when known, else the square of side ``roi.width / ROI_PER_JOINT_BOX`` around the (detector)
+    ROI's centre."""
+    if landmarks is not None:
+        low, high = landmarks.min(axis=0), landmarks.max(axis=0)
+        return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+    half = 0.5 * max(roi.width, roi.height) / ROI_PER_JOINT_BOX
+    return roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half
+
+
+def pair_crop(boxes: Sequence[tuple[float, float, float, float]],
+              scale: float = PAIR_CROP_SCALE) -> Roi:
+    """The crop of a two-hand model: an axis-aligned square centred on the union of the hands'
+    joint boxes (image pixels), side ``scale`` x the union's longer side (one box: the crop
+    around that hand alone).
+
+    Raises:
+        ValueError: no box, or a non-finite one.
+    """
+    if not boxes:
+        raise ValueError("pair_crop needs at least one hand box")
+    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"hand boxes must be finite, got {array.tolist()}")
+    x0, y0 = array[:, :2].min(axis=0)
+    x1, y1 = array[:, 2:].max(axis=0)
+    side = scale * max(x1 - x0, y1 - y0, 1.0)  # a degenerate box still gets a crop
+    return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, side, 0.0)
+
+
+def lift_pair(estimate: HandEstimate, roi: Roi, size: int, present: Sequence[bool],
+              intrinsics: CameraIntrinsics, depth_m: np.ndarray | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Both hands of a two-hand model's crop in the camera frame.
+
+    Args:
+        estimate: a ``models.twohand.TwoHandEstimate`` of ONE crop (entries 0 right, 1 left;
+            ``root_offset`` (1, 3) left wrist minus right wrist, crop axes, metres).
+        roi: the crop (image pixels); size: its side in model pixels.
+        present: per slot, whether that hand counts as seen.
+        depth_m: optional aligned depth image, metres.
+
+    Returns:
+        Per slot (right, left): (joints (21, 3) metres, camera optical frame; pixels (21, 2))
+        or None when absent or not finite. The right hand is lifted with ``lift_to_camera``;
+        the left one sits at the right wrist + the root offset when both are present and no
+        depth image is given, else it is lifted on its own.
+    """
+    placed: list[tuple[np.ndarray, np.ndarray] | None] = [None] * PAIR_SLOTS
+    for slot in range(PAIR_SLOTS):
+        if not present[slot]:
+            continue
+        pixels = crop_points_to_image(estimate.joints_2d[slot], roi, size)
+        joints_rel = _rotate_xy(estimate.joints_3d[slot], roi.rotation)
+        right = placed[0]
+        if slot == 1 and right is not None and depth_m is None:
+            offset = _rotate_xy(estimate.root_offset.reshape(1, 3), roi.rotation)[0]
+            camera = joints_rel - joints_rel[0] + right[0][0] + offset
+        else:
+            camera = lift_to_camera(joints_rel, pixels, intrinsics, depth_m)
+        if np.all(np.isfinite(camera)) and np.all(np.isfinite(pixels)):
+            placed[slot] = (camera, pixels)
+    return placed
+
+
 class HandTracker:
     """Tracks up to ``max_hands`` hands in a video; see the module docstring for one frame."""
 
@@ -216,9 +309,15 @@ class HandTracker:
 
         self.options = options
         self.estimator = create_model(options.model, backend=options.backend,
-                                      num_threads=options.num_threads)
+                                      num_threads=options.num_threads, **options.backend_options)
         self.detector = MediaPipePalmDetector(options.detector, options.backend,
-                                              options.num_threads)
+                                              options.num_threads, **options.backend_options)
+        # Crop on the GPU when the network runs there: crops never cross to host memory.
+        self._device_crops = (getattr(self.estimator, "accepts_tensors", False)
+                              and getattr(self.estimator.backend, "device", "cpu") == "cuda")
+        # Two-hand models see one crop holding both hands, one track per side.
+        self._pairs = getattr(self.estimator, "hands_per_crop", 1) == PAIR_SLOTS
+        self._max_hands = min(options.max_hands, PAIR_SLOTS) if self._pairs else options.max_hands
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._frames_since_detection = 0
@@ -281,6 +380,10 @@ class HandTracker:
         timings = result.timings_ms
         mark = time.perf_counter()
         timings["preprocess"] = 1e3 * (mark - start)
+        if self._pairs:
+            self._process_pair(frame, is_bgr, intrinsics, float(stamp), depth_m, result)
+            timings["total"] = 1e3 * (time.perf_counter() - start)
+            return result
 
         if self._pending is not None and (self._pending.done() or not self._tracks):
             self._add_tracks(self._pending.result())
@@ -300,9 +403,8 @@ class HandTracker:
 
         hands = []
         if self._tracks:
-            size = self.estimator.input_size
-            crops = np.stack([crop_rgb(frame, is_bgr, t.roi, size) for t in self._tracks])
-            estimate = self.estimator.estimate(crops)
+            # All tracked hands in one batched network call.
+            estimate = self.estimator.estimate(self._crops(frame, is_bgr))
             now = time.perf_counter()
             timings["landmarks"] = 1e3 * (now - mark)
             mark = now
@@ -351,8 +453,19 @@ class HandTracker:
     def _should_detect(self) -> bool:
         if not self._tracks:
             return True
-        return (len(self._tracks) < self.options.max_hands
+        return (len(self._tracks) < self._max_hands
                 and self._frames_since_detection + 1 >= self.options.detection_interval)
+
+    def _crops(self, frame: np.ndarray, is_bgr: bool):
+        """Crops of every tracked ROI: (N, S, S, 3) uint8 RGB, or on the GPU path the network's
+        (N, 3, S, S) float input tensor, made there (runtime/preprocess.py)."""
+        size = self.estimator.input_size
+        rois = [t.roi for t in self._tracks]
+        if self._device_crops:
+            from hand_pose_ros.runtime.preprocess import crop_batch, frame_to_device
+
+            return crop_batch(frame_to_device(frame, "cuda"), rois, size, is_bgr)
+        return np.stack([crop_rgb(frame, is_bgr, roi, size) for roi in rois])
 
     def _find_palms(self, frame: np.ndarray, is_bgr: bool) -> list[Roi]:
         """Hand ROIs from the palm detector, best first. Touches only the detector, so it
@@ -387,12 +500,7 @@ class HandTracker:
         camera = lift_to_camera(joints_rel, pixels, intrinsics, depth_m)
         if not (np.all(np.isfinite(camera)) and np.all(np.isfinite(pixels))):
             return None
-        if self.options.smoothing:
-            if track.filter is None:
-                track.filter = OneEuroFilter(self.options.filter_min_cutoff,
-                                             self.options.filter_beta,
-                                             self.options.filter_d_cutoff)
-            camera = track.filter(camera, stamp)
+        camera = self._smooth(track, camera, stamp)
         right = float(estimate.right_hand[i])
         if self.options.mirrored:
             right = 1.0 - right
@@ -400,6 +508,24 @@ class HandTracker:
         track.frames += 1
         p_right = track.right_sum / track.frames
         side = Handedness.RIGHT if p_right >= 0.5 else Handedness.LEFT
+        return self._package(track, side, camera, pixels,
+                             p_right if side == Handedness.RIGHT else 1.0 - p_right,
+                             float(estimate.scores[i]), estimate.joint_confidence[i], used_roi)
+
+    def _smooth(self, track: _Track, camera: np.ndarray, stamp: float) -> np.ndarray:
+        """The track's 1-euro filter applied to (21, 3) camera-frame joints (when smoothing)."""
+        if not self.options.smoothing:
+            return camera
+        if track.filter is None:
+            track.filter = OneEuroFilter(self.options.filter_min_cutoff, self.options.filter_beta,
+                                         self.options.filter_d_cutoff)
+        return track.filter(camera, stamp)
+
+    def _package(self, track: _Track, side: Handedness, camera: np.ndarray, pixels: np.ndarray,
+                 handedness_score: float, detection_score: float, confidence: np.ndarray,
+                 roi: Roi) -> TrackedHand | None:
+        """Wrist pose and mesh of a lifted, smoothed hand; moves its track's ROI onto it.
+        None when the palm is degenerate."""
         try:
             rotation = wrist_frame(camera, side)
         except ValueError:
@@ -408,18 +534,75 @@ class HandTracker:
         vertices, faces = self._mesh(track, camera, side)
         return TrackedHand(
             side=side,
-            handedness_score=p_right if side == Handedness.RIGHT else 1.0 - p_right,
-            detection_score=float(estimate.scores[i]),
+            handedness_score=handedness_score,
+            detection_score=detection_score,
             tracking_id=track.id,
             keypoints_camera=camera,
             keypoints_image=pixels,
-            keypoint_confidence=np.clip(estimate.joint_confidence[i], 0.0, 1.0),
+            keypoint_confidence=np.clip(confidence, 0.0, 1.0),
             wrist_position=camera[0].copy(),
             wrist_quaternion_xyzw=Rotation.from_matrix(rotation).as_quat(),
-            roi=used_roi,
+            roi=roi,
             mesh_vertices=vertices,
             mesh_faces=faces,
         )
+
+    def _process_pair(self, frame: np.ndarray, is_bgr: bool, intrinsics: CameraIntrinsics,
+                      stamp: float, depth_m: np.ndarray | None,
+                      result: HandTrackingResult) -> None:
+        """One frame of a two-hand model (see the module docstring) into ``result``."""
+        timings = result.timings_ms
+        mark = time.perf_counter()
+        boxes = [hand_box(t.landmarks, t.roi) for t in self._tracks]
+        if self._should_detect():
+            self._frames_since_detection = 0
+            found = [r for r in self._find_palms(frame, is_bgr)
+                     if all(iou(r, t.roi) < self.SAME_HAND_IOU for t in self._tracks)]
+            boxes += [hand_box(None, r) for r in found[:PAIR_SLOTS - len(boxes)]]
+            result.detector_ran = True
+            now = time.perf_counter()
+            timings["detection"] = 1e3 * (now - mark)
+            mark = now
+        else:
+            self._frames_since_detection += 1
+        if not boxes:
+            return
+        size = self.estimator.input_size
+        roi = pair_crop(boxes)
+        estimate = self.estimator.estimate(crop_rgb(frame, is_bgr, roi, size)[None])
+        now = time.perf_counter()
+        timings["landmarks"] = 1e3 * (now - mark)
+        mark = now
+        scores = np.asarray(estimate.scores[:PAIR_SLOTS], dtype=np.float64)
+        present = [bool(s >= self.options.min_tracking_confidence) for s in scores]
+        if self._max_hands == 1 and all(present):
+            present[int(np.argmin(scores))] = False  # one hand asked for: the surer one
+        old = {t.side: t for t in self._tracks}
+        tracks, hands = [], []
+        for slot, placed in enumerate(lift_pair(estimate, roi, size, present, intrinsics,
+                                                depth_m)):
+            if placed is None:
+                continue  # absent: that side's track and its filter end here
+            # In a mirrored image a right hand looks like a left one: the slot flips.
+            side = Handedness(slot ^ int(self.options.mirrored))
+            track = old.get(side)
+            if track is None:
+                track = _Track(self._next_id, roi, side=side)
+                self._next_id += 1
+            camera, pixels = placed
+            hand = self._package(track, side, self._smooth(track, camera, stamp), pixels,
+                                 float(scores[slot]), float(scores[slot]),
+                                 estimate.joint_confidence[slot], roi)
+            if hand is not None:
+                track.landmarks = pixels
+                tracks.append(track)
+                hands.append(hand)
+        self._tracks = tracks
+        timings["lifting"] = 1e3 * (time.perf_counter() - mark) - self._mesh_ms
+        if self.options.mesh:
+            timings["mesh"] = self._mesh_ms
+        self._mesh_ms = 0.0
+        result.hands = sorted(hands, key=lambda h: int(h.side))
 
     def _mesh(self, track: _Track, keypoints: np.ndarray,
               side: Handedness) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -6,8 +6,12 @@ Design:
 - Backends register themselves by name with ``@register_backend``. ``create_backend(name, ...)``
   imports the built-in backend modules lazily (so a missing runtime costs nothing until chosen)
   and raises ``BackendUnavailableError`` naming the package to install when it is absent.
-- A new runtime (e.g. TensorRT) is one new module with one ``@register_backend`` class, plus one
-  line in ``BUILTIN_BACKENDS``; callers only pass its name.
+- A new runtime is one new module with one ``@register_backend`` class, plus one line in
+  ``BUILTIN_BACKENDS``; callers only pass its name. Runtime-specific options (``device``,
+  ``precision``, CUDA graphs, TensorRT's batch profile) are keyword options that
+  ``create_backend`` passes through to the backend class unchanged.
+- Backends on a GPU also take torch tensors already on their device (``run_tensors``), so
+  pre-processing done on the GPU never goes back through host memory.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 BUILTIN_BACKENDS: dict[str, str] = {
     "torch": "hand_pose_ros.runtime.torch_backend",
     "onnxruntime": "hand_pose_ros.runtime.onnx_backend",
+    "tensorrt": "hand_pose_ros.runtime.tensorrt_backend",
 }
 
 _REGISTRY: dict[str, type[InferenceBackend]] = {}
@@ -33,10 +38,17 @@ class BackendUnavailableError(RuntimeError):
 
 
 class InferenceBackend(ABC):
-    """Runs one network. Subclasses set ``name`` and ``requires`` (import name -> pip name)."""
+    """Runs one network. Subclasses set ``name`` and ``requires`` (import name -> pip name).
+
+    Attributes:
+        device: where the network runs, "cpu" or "cuda".
+        num_parameters: parameters of the wrapped module (set by ``create_backend``).
+    """
 
     name: ClassVar[str]
     requires: ClassVar[dict[str, str]] = {}
+    device: str = "cpu"
+    num_parameters: int = 0
 
     @classmethod
     def check_available(cls) -> None:
@@ -52,6 +64,16 @@ class InferenceBackend(ABC):
     @abstractmethod
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run the network on float32 arrays; returns its outputs in the module's order."""
+
+    def run_tensors(self, *inputs):
+        """Run on torch tensors (any device); returns torch tensors.
+
+        The default goes through numpy and returns CPU tensors; backends that run on a GPU
+        (torch, tensorrt) override it to take and return tensors on the device."""
+        import torch
+
+        outputs = self(*(np.ascontiguousarray(x.detach().cpu().numpy()) for x in inputs))
+        return tuple(torch.from_numpy(o) for o in outputs)
 
     def describe(self) -> str:
         """Runtime name and version, for benchmark reports."""
@@ -86,7 +108,8 @@ def _backend_class(name: str) -> type[InferenceBackend]:
 
 
 def create_backend(name: str, module, example_inputs: tuple, *, num_threads: int = 2,
-                   cache_key: str | None = None, busy_wait: bool = True) -> InferenceBackend:
+                   cache_key: str | None = None, busy_wait: bool = True,
+                   **options) -> InferenceBackend:
     """Build the backend ``name`` for a ``torch.nn.Module``.
 
     Args:
@@ -100,11 +123,17 @@ def create_backend(name: str, module, example_inputs: tuple, *, num_threads: int
             run back to back (lowest latency); wrong for one run now and then, whose spinning
             threads would steal the cores of the network that runs next (backends with one
             shared thread pool ignore it).
+        **options: backend-specific, passed to the backend class unchanged, e.g.
+            ``device="cuda"``, ``precision="fp16"``, ``cuda_graphs=True`` (torch),
+            ``max_batch=8`` (tensorrt). A backend rejects options it does not know (TypeError).
 
     Raises:
-        ValueError: for an unknown name. BackendUnavailableError: runtime not installed.
+        ValueError: for an unknown name or a bad option value. BackendUnavailableError: runtime
+            not installed, or it cannot run on this machine as asked (e.g. no CUDA device).
     """
     cls = _backend_class(name)
     cls.check_available()
-    return cls(module, example_inputs, num_threads=num_threads, cache_key=cache_key,
-               busy_wait=busy_wait)
+    backend = cls(module, example_inputs, num_threads=num_threads, cache_key=cache_key,
+                  busy_wait=busy_wait, **options)
+    backend.num_parameters = sum(p.numel() for p in module.parameters())
+    return backend

@@ -1,0 +1,2 @@
+"""Training of the seed models: ``hand-pose train`` (``cli``), the loop (``loop``), batch
+sources (``data``) and reports (``report``)."""
