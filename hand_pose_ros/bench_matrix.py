@@ -381,32 +381,37 @@ def compare_retargeting(robot: str, methods: list[str], frames: int) -> dict:
     return out
 
 
-def format_comparisons(comparisons: dict) -> str:
+def comparison_lines(comparisons: dict) -> list[str]:
+    """One sentence per comparison (no bullet, no full stop): for the terminal and, through
+    scripts/results_table.py, for README."""
     lines = []
     ref = comparisons.get("reference")
-    if ref is not None:
-        if "skipped" in ref:
-            lines.append(f"ours vs reference MediaPipe: skipped: {ref['skipped']}")
-        else:
-            px = ref["landmark_px_mean"]
-            lines.append(
-                f"ours vs {ref['reference']} ({ref['frames']} frames): ours "
-                f"{ref['ours_ms_p50']:.1f} ms, reference {ref['reference_ms_p50']:.1f} ms "
-                f"(p50; {ref['speed_ratio_paired_median']:.2f}x), detection agreement "
-                f"{100 * ref['detection_agreement']:.0f}%, landmarks "
-                f"{'n/a' if px is None else f'{px:.2f} px'} apart")
+    if ref is not None and "skipped" in ref:
+        lines.append(f"Reference MediaPipe: not run ({ref['skipped']})")
+    elif ref is not None:
+        px = ref.get("landmark_px_mean")
+        lines.append(
+            f"Ours vs {ref['reference']} on {ref['frames']} video frames: per-frame p50 "
+            f"{ref['ours_ms_p50']:.1f} ms vs {ref['reference_ms_p50']:.1f} ms (paired speed "
+            f"ratio {ref['speed_ratio_paired_median']:.2f}x), detection agreement "
+            f"{100 * ref['detection_agreement']:.0f}%, mean landmark distance "
+            f"{'n/a' if px is None else f'{px:.2f} px'}")
     retarget = comparisons.get("retarget")
     if retarget is not None:
         for method, r in retarget["methods"].items():
-            line = (f"retargeting {retarget['robot']} {method}: ours {r['ours_ms_p50']:.2f} ms, "
-                    f"tip error {r['ours_tip_error_mm']:.1f} mm")
+            line = (f"Retargeting {retarget['robot']} {method}: ours {r['ours_ms_p50']:.2f} "
+                    f"ms/frame, fingertip error {r['ours_tip_error_mm']:.1f} mm")
             if "peer_ms_p50" in r:
-                line += (f"; dex-retargeting {r['peer_ms_p50']:.2f} ms, tip error "
+                line += (f"; dex-retargeting {r['peer_ms_p50']:.2f} ms, "
                          f"{r['peer_tip_error_mm']:.1f} mm ({r['ratio']:.1f}x)")
             lines.append(line)
         if "peer_skipped" in retarget:
-            lines.append(f"dex-retargeting: skipped: {retarget['peer_skipped']}")
-    return "\n".join(lines)
+            lines.append(f"dex-retargeting: skipped ({retarget['peer_skipped']})")
+    return lines
+
+
+def format_comparisons(comparisons: dict) -> str:
+    return "\n".join(comparison_lines(comparisons))
 
 
 # ---------------------------------------------------------------------------------------------

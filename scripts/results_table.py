@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from hand_pose_ros import bench_matrix
+
 COLUMNS = ("model", "weights", "backend", "device", "batch", "p50 ms", "p99 ms", "hands/s",
            "pre / net / post ms (p50)", "peak MB", "params M")
 
@@ -43,30 +45,8 @@ def matrix_rows(report: dict) -> list[str]:
 
 
 def comparison_lines(comparisons: dict) -> list[str]:
-    lines = []
-    ref = comparisons.get("reference")
-    if ref is not None and "skipped" in ref:
-        lines.append(f"- Reference MediaPipe: not run ({ref['skipped']}).")
-    elif ref is not None:
-        px = ref.get("landmark_px_mean")
-        lines.append(
-            f"- Ours vs {ref['reference']} on {ref['frames']} video frames: per-frame p50 "
-            f"{ref['ours_ms_p50']:.1f} ms vs {ref['reference_ms_p50']:.1f} ms (paired speed "
-            f"ratio {ref['speed_ratio_paired_median']:.2f}x), detection agreement "
-            f"{100 * ref['detection_agreement']:.0f}%, mean landmark distance "
-            f"{'n/a' if px is None else f'{px:.2f} px'}.")
-    retarget = comparisons.get("retarget")
-    if retarget is not None:
-        for method, r in retarget["methods"].items():
-            line = (f"- Retargeting ({retarget['robot']}, {method}): ours {r['ours_ms_p50']:.2f} ms"
-                    f"/frame, fingertip error {r['ours_tip_error_mm']:.1f} mm")
-            if "peer_ms_p50" in r:
-                line += (f"; dex-retargeting {r['peer_ms_p50']:.2f} ms, "
-                         f"{r['peer_tip_error_mm']:.1f} mm")
-            lines.append(line + ".")
-        if "peer_skipped" in retarget:
-            lines.append(f"- dex-retargeting: not run ({retarget['peer_skipped']}).")
-    return lines
+    """The comparisons as Markdown bullets (wording shared with `hand-pose bench`)."""
+    return [f"- {line}." for line in bench_matrix.comparison_lines(comparisons)]
 
 
 def section(report: dict, source: str) -> str:

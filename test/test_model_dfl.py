@@ -13,8 +13,7 @@ from hand_pose_ros.data.sample import SEGMENTATION_CLASSES
 from hand_pose_ros.data.synth import SynthConfig, render_sample
 from hand_pose_ros.models import dfl
 from hand_pose_ros.models.base import create_model
-from hand_pose_ros.models.seed import CheckpointError, save_checkpoint
-from hand_pose_ros.models.twohand import TwoHandExportWrapper
+from hand_pose_ros.models.seed import CheckpointError, ExportWrapper, save_checkpoint
 from hand_pose_ros.runtime import create_backend
 
 REALTIME_SIZE = dfl.CONFIGS["realtime"]["input_size"]
@@ -190,7 +189,7 @@ def test_onnxruntime_export_matches_torch(realtime_net, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     monkeypatch.setenv("HAND_POSE_ROS_CACHE", str(tmp_path))
-    wrapper = TwoHandExportWrapper(realtime_net).eval()
+    wrapper = ExportWrapper(realtime_net).eval()
     s = REALTIME_SIZE
     backend = create_backend("onnxruntime", wrapper, (torch.zeros(2, 3, s, s),), num_threads=2)
     for n in (1, 3):  # the batch stays dynamic

@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 
 from hand_pose_ros.data.sample import HandSample
+from hand_pose_ros.data.synth import crop_intrinsics
 from hand_pose_ros.eval import metrics
 from hand_pose_ros.hand.fit import HandFitter
 from hand_pose_ros.hand.joints import Handedness, HandLandmark
@@ -110,10 +111,8 @@ class CropBox:
 
     def intrinsics(self, k: np.ndarray, size: int) -> np.ndarray:
         """(3, 3) pinhole matrix of the crop, from the image's ``k``."""
-        out = np.asarray(k, dtype=np.float64).copy()
-        out[:2] *= size / self.side
-        out[:2, 2] = (k[:2, 2] - self.center) * (size / self.side) + (size - 1) / 2
-        return out
+        return crop_intrinsics(np.asarray(k, dtype=np.float64), np.asarray(self.center),
+                               self.side, size)
 
     def cut(self, image: np.ndarray, size: int) -> np.ndarray:
         """The (size, size, 3) crop of ``image``, bilinear; outside pixels repeat the border."""

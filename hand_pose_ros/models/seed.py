@@ -84,6 +84,7 @@ class SeedNet(nn.Module):
 
     input_size: int = 224
     num_vertices: int | None = None
+    export_outputs: tuple[str, ...] = STANDARD_OUTPUTS  # what ExportWrapper returns, in order
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -211,13 +212,14 @@ def load_state(net: nn.Module, ckpt: dict, path: str | Path) -> None:
 
 
 class ExportWrapper(nn.Module):
-    """The net with a fixed tuple output: (joints_3d, joints_2d, hand_logit, right_logit
-    [, vertices]), the form ONNX and TensorRT exports need."""
+    """The net with a fixed tuple output: its ``export_outputs`` (+ vertices for mesh nets), the
+    form ONNX and TensorRT exports need. Training-only parts of a net (e.g. Handformer2T's RLE
+    flows, CLIP-Hand's CLIP module) are never called by its ``forward`` and so are not in it."""
 
     def __init__(self, net: SeedNet):
         super().__init__()
         self.net = net
-        self.keys = STANDARD_OUTPUTS + (("vertices",) if net.num_vertices else ())
+        self.keys = net.export_outputs + (("vertices",) if net.num_vertices else ())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.net(images)
@@ -250,8 +252,6 @@ class SeedEstimator(HandEstimator):
             export once and reuse the artifact.
     """
 
-    wrapper_class: type[nn.Module] = ExportWrapper  # the net's fixed-tuple export form
-
     def __init__(self, name: str, net: SeedNet, *, backend: str = "onnxruntime",
                  num_threads: int = 2, cache_key: str | None = None, **backend_kwargs):
         self.name = name
@@ -259,7 +259,7 @@ class SeedEstimator(HandEstimator):
         # Inference form: FastViT's train-time branches folded into single convolutions (same
         # outputs, fewer kernels); a no-op for nets without them. Mutates ``net``.
         self.net = reparameterize(net.eval())
-        self.wrapper = self.wrapper_class(self.net).eval()
+        self.wrapper = ExportWrapper(self.net).eval()
         self.keys = self.wrapper.keys
         # Batch 2, not 1: exporters specialise a size-1 dimension to a constant, which would
         # fix the exported batch to 1.

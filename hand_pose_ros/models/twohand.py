@@ -94,6 +94,7 @@ class TwoHandSeedNet(SeedNet):
     """
 
     hands_per_crop: int = HANDS
+    export_outputs = TWO_HAND_OUTPUTS
     root_offset_weight: float = 1.0
 
     def training_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -155,28 +156,12 @@ class TwoHandEstimate(HandEstimate):
         return value.reshape(self.num_crops, HANDS, *value.shape[1:])
 
 
-class TwoHandExportWrapper(nn.Module):
-    """The net with a fixed tuple output: (joints_3d, joints_2d, hand_logit, root_offset
-    [, vertices]), the form ONNX and TensorRT exports need. Training-only parts of a net
-    (e.g. Handformer2T's RLE flows) are never called by its ``forward`` and so are not in it."""
-
-    def __init__(self, net: TwoHandSeedNet):
-        super().__init__()
-        self.net = net
-        self.keys = TWO_HAND_OUTPUTS + (("vertices",) if net.num_vertices else ())
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.net(images)
-        return tuple(outputs[k] for k in self.keys)
-
-
 class TwoHandEstimator(SeedEstimator):
     """Runs a trained ``TwoHandSeedNet`` behind any inference backend; crops holding both hands
     in, ``TwoHandEstimate`` (two hands per crop, right first) out. Construction as
     ``SeedEstimator``."""
 
     hands_per_crop = HANDS
-    wrapper_class = TwoHandExportWrapper
 
     def estimate(self, crops: np.ndarray) -> TwoHandEstimate:
         """``crops``: (N, input_size, input_size, 3) uint8 RGB, each around both hands (or the
