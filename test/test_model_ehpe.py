@@ -1,6 +1,10 @@
 """EHPE (hand_pose_ros.models.ehpe): outputs at both configurations, the stage-1 initialisation,
 the two-stage gradient split, losses on real synthetic samples, ONNX parity, the estimator."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +237,19 @@ def test_shipped_checkpoint_beats_an_untrained_net():
         untrained = build_net("realtime").eval()(
             torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)["joints_3d"].numpy()
     assert pa_mpjpe(trained.joints_3d, gt) < pa_mpjpe(untrained.astype(np.float64), gt)
+
+
+def test_stage_comparison_script_reports_the_shipped_checkpoint(tmp_path, capsys):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ehpe_stages.py"
+    spec = importlib.util.spec_from_file_location("ehpe_stages", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--limit", "4", "--json", str(tmp_path / "stages.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| stage 1 (baseline) |" in table and "| two stages (final) |" in table
+    report = json.loads((tmp_path / "stages.json").read_text())
+    assert report["crops"] == 4
+    for stage in ("stage1", "final"):
+        errors = report["errors_mm"][stage]
+        assert set(errors) == {"PA-MPJPE", *JOINT_GROUPS}
+        assert all(0 < v < 1000 for v in errors.values())  # millimetres, finite

@@ -146,3 +146,39 @@ def test_shipped_checkpoint_predictions_depend_on_the_image(synthetic_batch):
     estimate = estimator.estimate(crops)
     assert np.abs(estimate.joints_2d[0] - estimate.joints_2d[1]).max() > 2.0  # pixels
     assert estimate.scores.min() > 0.5  # both crops hold a hand
+
+
+@pytest.mark.usefixtures("mediapipe_weights")
+def test_pretrained_realtime_net_starts_from_mediapipe_2d_presence_and_handedness():
+    from hand_pose_ros.models.blaze import build_hand_landmark_net
+
+    net = rejshand.build_net("realtime", pretrained="mediapipe").eval()
+    landmark_net = build_hand_landmark_net("full").eval()
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        outputs = net(images)
+        landmarks, presence, handedness, _ = landmark_net(images)
+    # MediaPipe's pixels have 0 at the image edge, ours at the first pixel centre.
+    expected_2d = landmarks.view(2, 21, 3)[..., :2] - 0.5
+    torch.testing.assert_close(outputs["joints_2d"], expected_2d, atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.sigmoid(outputs["hand_logit"]), presence.view(2),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.sigmoid(outputs["right_logit"]), handedness.view(2),
+                               atol=1e-5, rtol=0)
+    # From scratch nothing is copied: the 2D joints are not MediaPipe's.
+    scratch = rejshand.build_net("realtime").eval()
+    with torch.no_grad():
+        assert not torch.allclose(scratch(images)["joints_2d"], expected_2d, atol=1.0)
+
+
+def test_sampling_positions_get_no_gradient_from_the_3d_losses(realtime_net):
+    images = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    outputs = realtime_net(images)
+    generator = realtime_net.head.keypoints_2d.linear
+    generator.zero_grad()
+    outputs["joints_3d"].square().sum().backward()
+    assert generator.weight.grad is None or not generator.weight.grad.any()
+    generator.zero_grad()
+    realtime_net(images)["joints_2d"].sum().backward()
+    assert generator.weight.grad.abs().sum() > 0
+    realtime_net.zero_grad()

@@ -33,14 +33,14 @@ class TinyNet(SeedNet):
 
     def __init__(self, width: int = 8):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(),
+        self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(),
                                       nn.Conv2d(width, width, 3, 2, 1), nn.ReLU())
         self.dropout = nn.Dropout(0.2)
         self.joints = nn.Linear(width, 21 * 5)
         self.score_head = ScoreHead(width)
 
     def forward(self, images):
-        feature = self.features(images)
+        feature = self.backbone(images)
         out = self.joints(self.dropout(feature.mean(dim=(2, 3)))).view(-1, 21, 5)
         # 2D joints start near the top-left corner, far from the hands: a loss to fall.
         return {"joints_3d": 0.05 * out[..., :3], "joints_2d": SIZE * out[..., 3:],
@@ -58,9 +58,9 @@ def build_net(config="tiny", pretrained=None):
     return TinyNet(**CONFIGS[config])
 
 
-def spec():
+def spec(pretrained=None):
     return ModelSpec(name="tiny", config="tiny", config_values=CONFIGS["tiny"],
-                     build=build_net, training=TRAINING)
+                     build=build_net, training=TRAINING, pretrained=pretrained)
 
 
 def options(out, steps, **kwargs):
@@ -109,6 +109,25 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert state["step"] == 6
     straight_rng = torch.load(straight / LAST, weights_only=True)["rng"]["torch"]
     assert state["rng"]["torch"].equal(straight_rng)
+
+
+def test_frozen_backbone_keeps_its_weights_while_the_heads_learn(tmp_path):
+    torch.manual_seed(1)  # train() seeds with opts.seed before building: the same initial net
+    initial = build_net().state_dict()
+    card = train(spec("test"), options(tmp_path / "frozen", 6, freeze_backbone=True))
+    trained = torch.load(tmp_path / "frozen" / "tiny-tiny.pt", weights_only=True)["state_dict"]
+    for key, value in initial.items():
+        assert torch.equal(trained[key], value) == key.startswith("backbone."), key
+    assert card["backbone_frozen"] is True
+    card_text = (tmp_path / "frozen" / "tiny-tiny.md").read_text()
+    assert "| backbone weights | test (frozen) |" in card_text
+    with pytest.raises(ValueError, match="--pretrained"):
+        train(spec(), options(tmp_path / "random", 2, freeze_backbone=True))
+    # A run resumed with the other setting trains other parameters: refused, with the reason.
+    train(spec("test"), options(tmp_path / "run", 4, stop_after=2))
+    with pytest.raises(CheckpointError, match="--freeze-backbone"):
+        train(spec("test"), options(tmp_path / "run", 4, resume=tmp_path / "run",
+                                    freeze_backbone=True))
 
 
 def test_checkpoint_round_trip_through_estimator(tmp_path):

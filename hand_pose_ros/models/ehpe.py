@@ -476,6 +476,8 @@ class EHPENet(SeedNet):
         self.pg = PGStage(refine_channels, channels, tokens, node_dim, gat_heads, fem_heads,
                           fem_layers)
         self.score = ScoreHead(channels)
+        if getattr(self.backbone, "dense_heads", None) is not None:  # pretrained MediaPipe
+            self.score.init_from_mediapipe(self.backbone)
         self.register_buffer("init", init_matrix(), persistent=False)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

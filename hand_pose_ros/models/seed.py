@@ -60,6 +60,17 @@ class ScoreHead(nn.Module):
         super().__init__()
         self.fc = nn.Linear(channels, 2)
 
+    @torch.no_grad()
+    def init_from_mediapipe(self, trunk: nn.Module) -> None:
+        """Start from MediaPipe's presence and handedness layers, which read the same pooled
+        map of a pretrained ``backbones.mediapipe.MediaPipeTrunk`` (their outputs are logits;
+        MediaPipe's handedness is P(right hand) for an unmirrored image)."""
+        heads = trunk.dense_heads
+        for row, name in enumerate(("presence", "handedness")):
+            weight, bias = heads[name]
+            self.fc.weight[row] = weight[0]
+            self.fc.bias[row] = bias[0]
+
     def forward(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C, h, w) -> {"hand_logit": (N,), "right_logit": (N,)}."""
         logits = self.fc(feature_map.mean(dim=(2, 3)))

@@ -90,6 +90,9 @@ class TrainOptions:
     # runs split over sessions with a time limit. The schedule still spans ``steps``.
     stop_after: int | None = None
     time_limit_s: float | None = None
+    # Train everything but the (pretrained) backbone: no backward through the trunk, ~3x the
+    # samples/s on CPU (ReJSHand realtime, 2 threads: 15 -> 40 crops/s).
+    freeze_backbone: bool = False
     extra_card: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -188,6 +191,14 @@ def _set_rng_state(state: dict) -> None:
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
             for k, v in batch.items()}
+
+
+def _train_mode(core: SeedNet, freeze_backbone: bool) -> None:
+    """Training mode, except a frozen backbone, which stays in eval mode so that its
+    normalisation statistics and dropout stay as pretrained."""
+    core.train()
+    if freeze_backbone:
+        core.backbone.eval()
 
 
 @torch.no_grad()
@@ -289,7 +300,12 @@ def train(spec: ModelSpec, opts: TrainOptions) -> dict:
     # Same initial weights on every rank (DDP also broadcasts them), distinct dropout streams.
     torch.manual_seed(opts.seed)
     core = spec.build().to(device)
-    core.train()
+    if opts.freeze_backbone:
+        if spec.pretrained is None:
+            raise ValueError("--freeze-backbone keeps the backbone's initial weights: it needs "
+                             "--pretrained (a frozen random backbone cannot learn features)")
+        core.backbone.requires_grad_(False)
+    _train_mode(core, opts.freeze_backbone)
     training = dict(spec.training)
     base_lr = opts.lr if opts.lr is not None else float(training["lr"])
     optimizer = make_optimizer([p for p in core.parameters() if p.requires_grad], training,
@@ -372,6 +388,7 @@ def train(spec: ModelSpec, opts: TrainOptions) -> dict:
         paused = time.perf_counter()
         if dist.main and (step % opts.eval_every == 0 or step == opts.steps):
             metrics = quick_eval(core, held_out, device)
+            _train_mode(core, opts.freeze_backbone)
             _append_curve(out / CURVES, {"step": step, **metrics})
             log.info("step %d eval %s", step, metrics)
         if dist.main and (step % opts.checkpoint_every == 0 or step == opts.steps):
@@ -437,7 +454,11 @@ def _resume(path: Path, spec: ModelSpec, core: nn.Module, optimizer, scheduler, 
         raise CheckpointError(f"--resume: {path} is a run of {state.get('model')!r} "
                               f"{state.get('config')!r}, not {spec.name!r} {spec.config!r}")
     core.load_state_dict(state["model_state"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as error:  # another set of trained parameters
+        raise CheckpointError(f"--resume: {path} was trained with another --freeze-backbone "
+                              f"setting ({error}); resume with the run's own options") from error
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
@@ -458,6 +479,7 @@ def _finish(spec: ModelSpec, opts: TrainOptions, core: nn.Module, device: torch.
         "lr": opts.lr if opts.lr is not None else spec.training["lr"],
         "schedule": {k: spec.training[k] for k in ("schedule", "milestones", "gamma", "warmup")
                      if k in spec.training},
+        "backbone_frozen": opts.freeze_backbone,
         "amp": opts.amp, "hardware": describe_hardware(device),
         "wall_time_s": round(wall, 1), "torch": str(torch.__version__),
         "metrics": {"split": f"synthetic-test-v1 "

@@ -51,7 +51,8 @@ def write_card(markdown: Path, json_path: Path, card: dict) -> None:
         "| | |",
         "|---|---|",
         f"| parameters | {card['parameters'] / 1e6:.2f} M (full model) |",
-        f"| backbone weights | {card.get('pretrained') or 'random initialisation'} |",
+        f"| backbone weights | {card.get('pretrained') or 'random initialisation'}"
+        f"{' (frozen)' if card.get('backbone_frozen') else ''} |",
         f"| training data | {card['data']} |",
         f"| steps x batch x processes | {card['steps']} x {card['batch_size']} x "
         f"{card['world_size']} = {card['samples_seen']} samples |",

@@ -41,6 +41,12 @@ class MediaPipeTrunk(nn.Module):
             _init_from_scratch(net)
         net.train()
         self.stem, self.blocks, self.head = net.stem, net.blocks, net.head
+        # MediaPipe's dense heads read the mean of the stride-32 map, as seed.ScoreHead and
+        # ReJSHand's 2D generator do: kept (not as parameters) so those can start from them.
+        self.dense_heads = None if pretrained is None else {
+            name: (layer.weight.detach().clone(), layer.bias.detach().clone())
+            for name, layer in (("landmarks", net.landmarks), ("presence", net.presence),
+                                ("handedness", net.handedness))}
         config = LANDMARK_CONFIGS[variant]
         # Tap the last block of strides 4, 8 and 16: the one before each stride-2 block.
         self.taps = tuple(i - 1 for i, block in enumerate(config.blocks) if block[4] == 2)[1:]
