@@ -90,7 +90,9 @@ def test_loss_decreases_on_synthetic_stream(tmp_path):
     assert np.isfinite(card["metrics"]["eval_pa_mpjpe_mm"])
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert json.loads((tmp_path / "tiny-tiny.json").read_text())["model"] == "tiny"
-    assert "| steps x batch x processes | 40 x 4 x 1" in (tmp_path / "tiny-tiny.md").read_text()
+    card_text = (tmp_path / "tiny-tiny.md").read_text()
+    assert "| steps x batch x processes | 40 x 4 x 1" in card_text
+    assert "hand-pose eval --model tiny --data synthetic:test`" in card_text  # one-hand split
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

@@ -45,6 +45,9 @@ def write_card(markdown: Path, json_path: Path, card: dict) -> None:
     """The model card as JSON (machine-readable) and Markdown (for people)."""
     json_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
     metrics = card.get("metrics", {})
+    # Two-hand models are checked on the mixed split during training (train.loop._finish).
+    test_split = ("synthetic:test-twohand" if "mixed" in metrics.get("split", "")
+                  else "synthetic:test")
     lines = [
         f"# {card['model']} ({card['config']})",
         "",
@@ -73,7 +76,7 @@ def write_card(markdown: Path, json_path: Path, card: dict) -> None:
         "Configuration: `" + json.dumps(card["config_values"], default=str) + "`",
         "",
         "Full evaluation: `hand-pose eval --model "
-        f"{card['model']} --data synthetic:test` (PA-MPJPE, PA-MPVPE, F-scores).",
+        f"{card['model']} --data {test_split}` (PA-MPJPE, PA-MPVPE, F-scores).",
         "",
     ]
     markdown.write_text("\n".join(lines))
