@@ -79,6 +79,7 @@ from hand_pose_ros.models.seed import (
     ScoreHead,
     SeedEstimator,
     SeedNet,
+    config_values,
     load_seed_estimator,
     masked_l1,
     masked_mse,
@@ -694,9 +695,8 @@ def build_net(config: str = "realtime", pretrained: str | None = None,
     Raises:
         ValueError: unknown config; a bad CLIP checkpoint. FileNotFoundError: missing CLIP file.
     """
-    if config not in CONFIGS:
-        raise ValueError(f"unknown cliphand config {config!r}; choose one of {sorted(CONFIGS)}")
-    return CLIPHandNet(CONFIGS[config], pretrained=pretrained, clip_checkpoint=clip_checkpoint)
+    return CLIPHandNet(config_values("cliphand", CONFIGS, config), pretrained=pretrained,
+                       clip_checkpoint=clip_checkpoint)
 
 
 @register_model

@@ -79,7 +79,7 @@ from hand_pose_ros.data.sample import NUM_SEGMENTATION_CLASSES
 from hand_pose_ros.hand.joints import BONES
 from hand_pose_ros.models.backbones import create_backbone
 from hand_pose_ros.models.base import register_model
-from hand_pose_ros.models.seed import load_seed_estimator
+from hand_pose_ros.models.seed import config_values, load_seed_estimator
 from hand_pose_ros.models.twohand import (
     HANDS,
     TwoHandEstimator,
@@ -489,9 +489,7 @@ class DFLNet(TwoHandSeedNet):
 def build_net(config: str = "realtime", pretrained: str | None = None) -> DFLNet:
     """The DFL network of ``config`` (``CONFIGS``); ``pretrained`` goes to the backbone (the
     ResNets have no pretrained weights here)."""
-    if config not in CONFIGS:
-        raise ValueError(f"unknown dfl config {config!r}; choose one of {sorted(CONFIGS)}")
-    return DFLNet(**CONFIGS[config], pretrained=pretrained)
+    return DFLNet(**config_values("dfl", CONFIGS, config), pretrained=pretrained)
 
 
 @register_model

@@ -86,7 +86,13 @@ from hand_pose_ros.hand.skeleton import BONE_LENGTHS, PALM_OFFSETS
 from hand_pose_ros.models.backbones import create_backbone
 from hand_pose_ros.models.backbones.common import conv_bn
 from hand_pose_ros.models.base import register_model
-from hand_pose_ros.models.seed import ScoreHead, SeedEstimator, SeedNet, load_seed_estimator
+from hand_pose_ros.models.seed import (
+    ScoreHead,
+    SeedEstimator,
+    SeedNet,
+    config_values,
+    load_seed_estimator,
+)
 
 # Stage-1 joints: the wrist and the five fingertips (the paper's W + T split, Table 4).
 TW_JOINTS: tuple[int, ...] = (
@@ -647,9 +653,7 @@ TRAINING: dict = {
 
 def build_net(config: str = "realtime", pretrained: str | None = None) -> EHPENet:
     """The EHPE network of ``config`` (see ``CONFIGS``); ``pretrained`` goes to the backbone."""
-    if config not in CONFIGS:
-        raise ValueError(f"unknown ehpe config {config!r}; choose one of {sorted(CONFIGS)}")
-    return EHPENet(**CONFIGS[config], pretrained=pretrained)
+    return EHPENet(**config_values("ehpe", CONFIGS, config), pretrained=pretrained)
 
 
 @register_model

@@ -60,7 +60,7 @@ from torch import nn
 
 from hand_pose_ros.models.backbones import create_backbone
 from hand_pose_ros.models.base import register_model
-from hand_pose_ros.models.seed import load_seed_estimator
+from hand_pose_ros.models.seed import config_values, load_seed_estimator
 from hand_pose_ros.models.twohand import (
     HANDS,
     TwoHandEstimator,
@@ -370,10 +370,8 @@ def build_net(config: str = "realtime", pretrained: str | None = None) -> Handfo
     """The Handformer2T network of ``config`` (``CONFIGS``); ``pretrained`` goes to the backbone
     (``"mediapipe"`` for the realtime config's real-image pretrained trunk; the ResNets have
     none here)."""
-    if config not in CONFIGS:
-        raise ValueError(f"unknown handformer2t config {config!r}; choose one of "
-                         f"{sorted(CONFIGS)}")
-    return Handformer2TNet(**CONFIGS[config], pretrained=pretrained)
+    return Handformer2TNet(**config_values("handformer2t", CONFIGS, config),
+                           pretrained=pretrained)
 
 
 @register_model

@@ -63,6 +63,7 @@ from hand_pose_ros.models.seed import (
     ScoreHead,
     SeedEstimator,
     SeedNet,
+    config_values,
     load_seed_estimator,
     masked_l1,
 )
@@ -308,9 +309,7 @@ TRAINING: dict = {
 def build_net(config: str = "realtime", pretrained: str | None = None) -> ReJSHandNet:
     """The ReJSHand network of ``config`` (see ``CONFIGS``); ``pretrained`` is passed to the
     backbone (``"mediapipe"`` for the realtime config's real-image pretrained trunk)."""
-    if config not in CONFIGS:
-        raise ValueError(f"unknown rejshand config {config!r}; choose one of {sorted(CONFIGS)}")
-    return ReJSHandNet(**CONFIGS[config], pretrained=pretrained)
+    return ReJSHandNet(**config_values("rejshand", CONFIGS, config), pretrained=pretrained)
 
 
 @register_model

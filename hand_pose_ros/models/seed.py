@@ -116,11 +116,7 @@ class SeedNet(nn.Module):
         parts: dict[str, float] = {"hand_bce": float(hand_loss.detach())}
         total = score_weight * hand_loss
         if bool(present.any()):
-            n = len(present)
-            sub_out = {k: v[present] for k, v in outputs.items()
-                       if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n}
-            sub_batch = {k: v[present] for k, v in batch.items()
-                         if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n}
+            sub_out, sub_batch = select_crops(outputs, present), select_crops(batch, present)
             right_loss = F.binary_cross_entropy_with_logits(
                 sub_out["right_logit"].float(), sub_batch["right"].float())
             pose, pose_parts = self.pose_loss(sub_out, sub_batch)
@@ -129,6 +125,14 @@ class SeedNet(nn.Module):
                          pose=float(pose.detach()))
         parts["total"] = float(total.detach())
         return total, parts
+
+
+def select_crops(tensors: dict, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-crop tensors of ``tensors`` (first dimension = len(mask)) at the crops where
+    the boolean ``mask`` is set; other entries are left out."""
+    n = len(mask)
+    return {k: v[mask] for k, v in tensors.items()
+            if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n}
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor,
@@ -336,6 +340,13 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def config_values(name: str, configs: dict[str, dict], config: str) -> dict:
+    """``configs[config]`` of model ``name``; ValueError naming the choices when unknown."""
+    if config not in configs:
+        raise ValueError(f"unknown {name} config {config!r}; choose one of {sorted(configs)}")
+    return configs[config]
+
+
 def load_seed_estimator(name: str, build_net: Callable[..., SeedNet], configs: dict[str, dict],
                         config: str = "realtime", checkpoint: str | Path | None = None,
                         backend: str = "onnxruntime", num_threads: int = 2,
@@ -348,8 +359,7 @@ def load_seed_estimator(name: str, build_net: Callable[..., SeedNet], configs: d
     Raises:
         ValueError: unknown config. CheckpointError: missing / corrupt / mismatched checkpoint.
     """
-    if config not in configs:
-        raise ValueError(f"unknown {name} config {config!r}; choose one of {sorted(configs)}")
+    config_values(name, configs, config)
     path = Path(checkpoint) if checkpoint is not None else checkpoint_path(name, config)
     ckpt = read_checkpoint(path, model=name, config=config)
     net = build_net(config, pretrained=None)  # the checkpoint holds every weight

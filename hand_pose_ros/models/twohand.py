@@ -47,7 +47,13 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import nn
 
 from hand_pose_ros.models.base import HandEstimate
-from hand_pose_ros.models.seed import NUM_JOINTS, SeedEstimator, SeedNet, _sigmoid
+from hand_pose_ros.models.seed import (
+    NUM_JOINTS,
+    SeedEstimator,
+    SeedNet,
+    _sigmoid,
+    select_crops,
+)
 
 HANDS = 2  # slots: 0 right, 1 left (Handedness order)
 TWO_HAND_OUTPUTS = ("joints_3d", "joints_2d", "hand_logit", "root_offset")
@@ -112,11 +118,7 @@ class TwoHandSeedNet(SeedNet):
         total = score_weight * hand_loss
         any_hand = present.max(dim=1).values > 0.5
         if bool(any_hand.any()):
-            n = len(any_hand)
-            sub_out = {k: v[any_hand] for k, v in outputs.items()
-                       if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n}
-            sub_batch = {k: v[any_hand] for k, v in batch.items()
-                         if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n}
+            sub_out, sub_batch = select_crops(outputs, any_hand), select_crops(batch, any_hand)
             pose, pose_parts = self.pose_loss(sub_out, sub_batch)
             total = total + pose
             parts.update(pose_parts, pose=float(pose.detach()))
