@@ -24,6 +24,23 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class StagedBackbone(nn.Module):
+    """A ``normalize`` -> ``stem`` -> ``stages`` (ModuleList) trunk whose output is every
+    stage's map, finest first (ResNet, FastViT); subclasses build the three modules."""
+
+    normalize: nn.Module
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(self.normalize(x))
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
             relu: bool = True) -> nn.Sequential:
     """Conv (no bias, 'same'-style padding kernel // 2) + BatchNorm [+ ReLU]."""

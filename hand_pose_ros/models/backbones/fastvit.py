@@ -26,12 +26,7 @@ import torch
 from torch import nn
 
 from hand_pose_ros.models.backbones import no_pretrained_weights
-from hand_pose_ros.models.backbones.common import Normalize
-
-
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups,
-                                   bias=False), nn.BatchNorm2d(cout))
+from hand_pose_ros.models.backbones.common import Normalize, StagedBackbone, conv_bn
 
 
 class MobileOneBlock(nn.Module):
@@ -42,8 +37,9 @@ class MobileOneBlock(nn.Module):
                  act: bool = True, scale_branch: bool = True, conv_branch: bool = True):
         super().__init__()
         self.shape = (cin, cout, kernel, stride, groups)
-        self.conv = _conv_bn(cin, cout, kernel, stride, groups) if conv_branch else None
-        self.scale = (_conv_bn(cin, cout, 1, stride, groups)
+        self.conv = (conv_bn(cin, cout, kernel, stride, groups, relu=False) if conv_branch
+                     else None)
+        self.scale = (conv_bn(cin, cout, 1, stride, groups, relu=False)
                       if scale_branch and kernel > 1 else None)
         self.skip = nn.BatchNorm2d(cin) if cin == cout and stride == 1 else None
         self.act = nn.GELU() if act else nn.Identity()
@@ -61,8 +57,8 @@ class LargeKernelConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int = 7, stride: int = 2):
         super().__init__()
-        self.large = _conv_bn(cin, cout, kernel, stride, groups=cin)
-        self.small = _conv_bn(cin, cout, 3, stride, groups=cin)
+        self.large = conv_bn(cin, cout, kernel, stride, groups=cin, relu=False)
+        self.small = conv_bn(cin, cout, 3, stride, groups=cin, relu=False)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +83,7 @@ class ConvFFN(nn.Module):
     def __init__(self, dim: int, ratio: float):
         super().__init__()
         hidden = int(dim * ratio)
-        self.conv = _conv_bn(dim, dim, 7, groups=dim)
+        self.conv = conv_bn(dim, dim, 7, groups=dim, relu=False)
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden, dim, 1)
@@ -155,7 +151,7 @@ class ConditionalPosEnc(nn.Module):
         return x + self.pe(x)
 
 
-class FastViT(nn.Module):
+class FastViT(StagedBackbone):
     """FastViT trunk. Input (N, 3, H, W) RGB in [0, 1]; maps at strides 4, 8, 16, 32."""
 
     def __init__(self, layers: tuple[int, ...], dims: tuple[int, ...], mlp_ratio: float,
@@ -179,14 +175,6 @@ class FastViT(nn.Module):
                 parts += [RepMixerBlock(dim, mlp_ratio, layer_scale) for _ in range(count)]
             stages.append(nn.Sequential(*parts))
         self.stages = nn.ModuleList(stages)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(self.normalize(x))
-        maps = []
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
 
 
 def fastvit_t8(pretrained: str | None = None) -> FastViT:

@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from hand_pose_ros.models.backbones import no_pretrained_weights
-from hand_pose_ros.models.backbones.common import Normalize, conv_bn, init_conv_weights
+from hand_pose_ros.models.backbones.common import (
+    Normalize,
+    StagedBackbone,
+    conv_bn,
+    init_conv_weights,
+)
 
 
 class BasicBlock(nn.Module):
@@ -54,7 +59,7 @@ def zero_init_residuals(module: nn.Module) -> None:
             nn.init.zeros_(m.body[-1][1].weight)
 
 
-class ResNet(nn.Module):
+class ResNet(StagedBackbone):
     """ResNet trunk. Input (N, 3, H, W) RGB in [0, 1]; output 4 maps at strides 4..32."""
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int]):
@@ -73,14 +78,6 @@ class ResNet(nn.Module):
         self.strides = (4, 8, 16, 32)
         init_conv_weights(self)
         zero_init_residuals(self)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(self.normalize(x))
-        maps = []
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
 
 
 def resnet18(pretrained: str | None = None) -> ResNet:
